@@ -24,7 +24,8 @@ impl AlignedBuf {
     /// A zeroed buffer of `len` bytes (capacity rounded up to `BUFFER_ALIGN`).
     pub fn zeroed(len: usize) -> Self {
         let capacity = len.div_ceil(BUFFER_ALIGN).max(1) * BUFFER_ALIGN;
-        let layout = Layout::from_size_align(capacity, BUFFER_ALIGN).expect("buffer layout: capacity is a non-zero multiple of the alignment");
+        let layout = Layout::from_size_align(capacity, BUFFER_ALIGN)
+            .expect("buffer layout: capacity is a non-zero multiple of the alignment");
         // SAFETY: layout has non-zero size.
         let raw = unsafe { alloc_zeroed(layout) };
         let ptr = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
@@ -55,7 +56,11 @@ impl AlignedBuf {
 
     /// Changes the length within the capacity; new bytes are zero.
     pub fn resize(&mut self, len: usize) {
-        assert!(len <= self.capacity, "AlignedBuf::resize beyond capacity ({len} > {})", self.capacity);
+        assert!(
+            len <= self.capacity,
+            "AlignedBuf::resize beyond capacity ({len} > {})",
+            self.capacity
+        );
         if len > self.len {
             // SAFETY: within the allocation.
             unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(self.len), 0, len - self.len) };
@@ -91,7 +96,8 @@ impl std::ops::DerefMut for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        let layout = Layout::from_size_align(self.capacity, BUFFER_ALIGN).expect("layout was valid at allocation");
+        let layout = Layout::from_size_align(self.capacity, BUFFER_ALIGN)
+            .expect("layout was valid at allocation");
         // SAFETY: allocated with this layout in `zeroed`.
         unsafe { dealloc(self.ptr.as_ptr(), layout) };
     }

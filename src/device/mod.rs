@@ -63,7 +63,13 @@ pub struct IoRequest {
 impl IoRequest {
     /// A flush request.
     pub fn flush(tag: u64) -> Self {
-        IoRequest { kind: IoKind::Flush, offset: 0, ptr: std::ptr::null_mut(), len: 0, tag }
+        IoRequest {
+            kind: IoKind::Flush,
+            offset: 0,
+            ptr: std::ptr::null_mut(),
+            len: 0,
+            tag,
+        }
     }
 }
 
@@ -80,7 +86,11 @@ pub enum DeviceError {
     #[error("I/O error on {path}: {message}")]
     Io { path: String, message: String },
     #[error("request at offset {offset} length {len} is not aligned to the {block_size}-byte block size")]
-    Misaligned { offset: u64, len: u64, block_size: u32 },
+    Misaligned {
+        offset: u64,
+        len: u64,
+        block_size: u32,
+    },
     #[error("request at offset {offset} length {len} reaches past the device end ({size} bytes)")]
     OutOfRange { offset: u64, len: u64, size: u64 },
     #[error("{path} does not support O_DIRECT ({message}); use a file system or device that does")]
@@ -147,12 +157,31 @@ pub fn check_request(info: &DeviceInfo, request: &IoRequest) -> Result<(), Devic
     }
     let block = u64::from(info.block_size);
     let len = u64::from(request.len);
-    if len == 0 || request.offset % block != 0 || len % block != 0 || (request.ptr as usize) % info.block_size as usize != 0 {
-        return Err(DeviceError::Misaligned { offset: request.offset, len, block_size: info.block_size });
+    if len == 0
+        || request.offset % block != 0
+        || len % block != 0
+        || (request.ptr as usize) % info.block_size as usize != 0
+    {
+        return Err(DeviceError::Misaligned {
+            offset: request.offset,
+            len,
+            block_size: info.block_size,
+        });
     }
-    let end = request.offset.checked_add(len).ok_or(DeviceError::OutOfRange { offset: request.offset, len, size: info.size_bytes })?;
+    let end = request
+        .offset
+        .checked_add(len)
+        .ok_or(DeviceError::OutOfRange {
+            offset: request.offset,
+            len,
+            size: info.size_bytes,
+        })?;
     if end > info.size_bytes {
-        return Err(DeviceError::OutOfRange { offset: request.offset, len, size: info.size_bytes });
+        return Err(DeviceError::OutOfRange {
+            offset: request.offset,
+            len,
+            size: info.size_bytes,
+        });
     }
     Ok(())
 }
