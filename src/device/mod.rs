@@ -12,7 +12,11 @@
 //! *submitted* is durable when that flush completes; nothing else is promised
 //! about un-flushed writes (the fault device drops or tears them on a crash).
 
+pub mod blocking;
 pub mod buf;
+#[cfg(test)]
+mod conformance;
+pub mod ram;
 
 pub use buf::AlignedBuf;
 
@@ -20,6 +24,10 @@ pub use buf::AlignedBuf;
 ///
 /// 4096 satisfies O_DIRECT on every logical block size we accept (512, 4096).
 pub const BUFFER_ALIGN: usize = 4096;
+
+/// Largest `depth` a queue accepts: a bound on every queue's memory and on
+/// io_uring ring sizes (the kernel allows 32768 entries).
+pub const QUEUE_DEPTH_MAX: u32 = 4096;
 
 /// What a device is: its size and the alignment it requires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,6 +155,17 @@ pub trait DeviceQueue: Send {
 
     /// Requests submitted and not yet returned as completions.
     fn in_flight(&self) -> usize;
+}
+
+/// Checks a queue depth requested through [`Device::queue`]: at least 1, at
+/// most [`QUEUE_DEPTH_MAX`].
+pub fn check_depth(depth: u32) -> Result<(), DeviceError> {
+    if depth == 0 || depth > QUEUE_DEPTH_MAX {
+        return Err(DeviceError::Invalid(format!(
+            "queue depth {depth} is outside 1..={QUEUE_DEPTH_MAX}"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a read or write against the device's alignment and size; the common

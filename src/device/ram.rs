@@ -1,0 +1,383 @@
+//! RAM-backed device: a zero-filled anonymous memory mapping behind the
+//! [`Device`] contract, for tests, benchmarks and crash images.
+//!
+//! It owns the mapping (page-aligned, so 4096-aligned) and copies bytes in and
+//! out with raw pointers; a queue completes each request during `submit`, and
+//! the completion is returned by the next `poll`/`wait`. Nothing is cached, so
+//! a flush is a no-op and `volatile_cache` is false.
+//!
+//! Invariant: the mapping is exactly `size_bytes` long, never moves and lives as
+//! long as any device or queue handle to it. Concurrency contract: queues on
+//! several threads may read and write *disjoint* byte ranges at the same time;
+//! a write racing any other access to the same bytes through queues is
+//! undefined behaviour, and callers of [`DeviceQueue::submit`] on a RAM queue
+//! must exclude it (the engine never has two requests on one range in flight).
+//! The safe byte helpers ([`RamDevice::read_bytes`], [`RamDevice::write_bytes`],
+//! [`RamDevice::snapshot`]) take an exclusive gate that queue copies share, so
+//! they never race with queue I/O.
+
+use super::{
+    check_depth, check_request, Device, DeviceError, DeviceInfo, DeviceQueue, IoCompletion, IoKind,
+    IoRequest, QueueFull,
+};
+use std::collections::VecDeque;
+use std::ptr::NonNull;
+use std::sync::{Arc, PoisonError, RwLock};
+
+/// A device whose bytes live in memory.
+pub struct RamDevice {
+    region: Arc<RamRegion>,
+    info: DeviceInfo,
+}
+
+impl std::fmt::Debug for RamDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RamDevice({:?})", self.info)
+    }
+}
+
+impl RamDevice {
+    /// A zero-filled device of `size_bytes` (a positive multiple of
+    /// `block_size`, which is 512 or 4096).
+    pub fn new(size_bytes: u64, block_size: u32) -> Result<Arc<RamDevice>, DeviceError> {
+        if block_size != 512 && block_size != 4096 {
+            return Err(DeviceError::Invalid(format!(
+                "RAM device block size {block_size} is neither 512 nor 4096"
+            )));
+        }
+        if size_bytes == 0 || size_bytes % u64::from(block_size) != 0 {
+            return Err(DeviceError::Invalid(format!(
+                "RAM device size {size_bytes} is not a positive multiple of the {block_size}-byte block size"
+            )));
+        }
+        let len = usize::try_from(size_bytes).map_err(|_| {
+            DeviceError::Invalid(format!(
+                "RAM device size {size_bytes} exceeds the address space"
+            ))
+        })?;
+        let region = RamRegion::map(len)?;
+        let info = DeviceInfo {
+            size_bytes,
+            block_size,
+            volatile_cache: false,
+        };
+        Ok(Arc::new(RamDevice {
+            region: Arc::new(region),
+            info,
+        }))
+    }
+
+    /// A device holding a copy of `bytes` (a positive multiple of `block_size`).
+    pub fn from_bytes(bytes: &[u8], block_size: u32) -> Result<Arc<RamDevice>, DeviceError> {
+        let device = RamDevice::new(bytes.len() as u64, block_size)?;
+        device.write_bytes(0, bytes);
+        Ok(device)
+    }
+
+    /// A new device with a full copy of this one's bytes.
+    ///
+    /// Panics when the memory for the copy cannot be mapped, as an allocation
+    /// failure would.
+    pub fn snapshot(&self) -> Arc<RamDevice> {
+        let copy = RamRegion::map(self.region.len)
+            .unwrap_or_else(|error| panic!("snapshot of {}: {error}", self.describe()));
+        let _exclusive = self
+            .region
+            .gate
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // SAFETY: both mappings are `len` bytes long and distinct; the exclusive
+        // gate keeps queue copies out of the source while we read it, and the
+        // new mapping is not shared yet.
+        unsafe { std::ptr::copy_nonoverlapping(self.region.base(), copy.base(), self.region.len) };
+        Arc::new(RamDevice {
+            region: Arc::new(copy),
+            info: self.info,
+        })
+    }
+
+    /// Copies `len` device bytes at `offset` out, bypassing queues (any
+    /// alignment). Panics when the range reaches past the device end.
+    pub fn read_bytes(&self, offset: u64, len: usize) -> Vec<u8> {
+        let start = self.region.checked_range(offset, len);
+        let mut bytes = vec![0u8; len];
+        let _exclusive = self
+            .region
+            .gate
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // SAFETY: range checked above; `bytes` is a fresh allocation of `len`
+        // bytes; the exclusive gate keeps queue copies out.
+        unsafe { self.region.copy_out(start, bytes.as_mut_ptr(), len) };
+        bytes
+    }
+
+    /// Copies `bytes` onto the device at `offset`, bypassing queues (any
+    /// alignment). Panics when the range reaches past the device end.
+    pub fn write_bytes(&self, offset: u64, bytes: &[u8]) {
+        let start = self.region.checked_range(offset, bytes.len());
+        let _exclusive = self
+            .region
+            .gate
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // SAFETY: range checked above; `bytes` is a live slice that cannot lie in
+        // the mapping (the mapping is never handed out as a slice); the exclusive
+        // gate keeps queue copies out.
+        unsafe { self.region.copy_in(start, bytes.as_ptr(), bytes.len()) };
+    }
+}
+
+impl Device for RamDevice {
+    fn info(&self) -> DeviceInfo {
+        self.info
+    }
+
+    fn queue(&self, depth: u32) -> Result<Box<dyn DeviceQueue>, DeviceError> {
+        check_depth(depth)?;
+        Ok(Box::new(RamQueue {
+            region: Arc::clone(&self.region),
+            info: self.info,
+            depth: depth as usize,
+            done: VecDeque::with_capacity(depth as usize),
+        }))
+    }
+
+    fn describe(&self) -> String {
+        let size = self.info.size_bytes;
+        if size % (1 << 20) == 0 {
+            format!("ram {} MiB", size >> 20)
+        } else {
+            format!("ram {size} bytes")
+        }
+    }
+}
+
+/// The anonymous mapping that holds a RAM device's bytes.
+struct RamRegion {
+    base: NonNull<u8>,
+    len: usize,
+    /// Shared by queue copies (which the engine keeps on disjoint ranges),
+    /// exclusive for the whole-region helpers that may touch any byte.
+    gate: RwLock<()>,
+}
+
+// SAFETY: the region is plain memory; every access goes through raw-pointer
+// copies whose exclusion is the module's concurrency contract (disjoint ranges
+// for queue I/O, the exclusive gate for the helpers).
+unsafe impl Send for RamRegion {}
+// SAFETY: as above.
+unsafe impl Sync for RamRegion {}
+
+impl RamRegion {
+    /// Maps `len` zero-filled bytes (`len > 0`).
+    fn map(len: usize) -> Result<RamRegion, DeviceError> {
+        assert!(
+            len > 0,
+            "RAM region length is checked positive by the caller"
+        );
+        // SAFETY: an anonymous private mapping with no address hint touches no
+        // existing memory; the result is checked against MAP_FAILED.
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return Err(DeviceError::Io {
+                path: "ram".to_string(),
+                message: format!("mmap of {len} bytes: {}", std::io::Error::last_os_error()),
+            });
+        }
+        let base = NonNull::new(raw.cast::<u8>()).ok_or_else(|| DeviceError::Io {
+            path: "ram".to_string(),
+            message: "mmap returned a null address".to_string(),
+        })?;
+        assert_eq!(
+            base.as_ptr() as usize % super::BUFFER_ALIGN,
+            0,
+            "mmap is page-aligned"
+        );
+        Ok(RamRegion {
+            base,
+            len,
+            gate: RwLock::new(()),
+        })
+    }
+
+    fn base(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    /// The start of `[offset, offset + len)` as an index, asserting it lies in
+    /// the region (the helpers' callers are tests and the fault device).
+    fn checked_range(&self, offset: u64, len: usize) -> usize {
+        let end = offset.checked_add(len as u64);
+        assert!(
+            end.is_some_and(|end| end <= self.len as u64),
+            "RAM device access at {offset} length {len} reaches past the end ({} bytes)",
+            self.len
+        );
+        offset as usize
+    }
+
+    /// Copies region bytes `[start, start + len)` to `dst`.
+    ///
+    /// # Safety
+    /// The range lies in the region; `dst` is valid for `len` byte writes and
+    /// does not overlap the region; nobody writes these region bytes meanwhile.
+    unsafe fn copy_out(&self, start: usize, dst: *mut u8, len: usize) {
+        debug_assert!(start + len <= self.len);
+        // SAFETY: forwarded from this function's contract.
+        unsafe { std::ptr::copy_nonoverlapping(self.base().add(start), dst, len) };
+    }
+
+    /// Copies `len` bytes from `src` into region bytes `[start, start + len)`.
+    ///
+    /// # Safety
+    /// The range lies in the region; `src` is valid for `len` byte reads and
+    /// does not overlap the region; nobody else accesses these region bytes
+    /// meanwhile.
+    unsafe fn copy_in(&self, start: usize, src: *const u8, len: usize) {
+        debug_assert!(start + len <= self.len);
+        // SAFETY: forwarded from this function's contract.
+        unsafe { std::ptr::copy_nonoverlapping(src, self.base().add(start), len) };
+    }
+}
+
+impl Drop for RamRegion {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` came from one successful mmap and no handle to
+        // the region outlives it (queues hold an Arc).
+        let rc = unsafe { libc::munmap(self.base().cast(), self.len) };
+        if rc != 0 {
+            tracing::warn!(len = self.len, error = %std::io::Error::last_os_error(), "munmap of RAM device failed");
+        }
+    }
+}
+
+/// A RAM device queue: requests run during `submit` and wait in `done` until
+/// the next `poll`/`wait` hands them out.
+struct RamQueue {
+    region: Arc<RamRegion>,
+    info: DeviceInfo,
+    depth: usize,
+    done: VecDeque<IoCompletion>,
+}
+
+impl RamQueue {
+    /// Performs a validated read or write.
+    ///
+    /// # Safety
+    /// `request` passed `check_request`, its buffer is valid as
+    /// [`DeviceQueue::submit`] requires, and no other in-flight request touches
+    /// the same device bytes (module contract).
+    unsafe fn execute(&self, request: &IoRequest) {
+        let start = request.offset as usize;
+        let len = request.len as usize;
+        let _shared = self
+            .region
+            .gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        match request.kind {
+            // SAFETY: forwarded from this function's contract; check_request
+            // bounded the range by the region size.
+            IoKind::Read => unsafe { self.region.copy_out(start, request.ptr, len) },
+            // SAFETY: as above.
+            IoKind::Write => unsafe { self.region.copy_in(start, request.ptr, len) },
+            IoKind::Flush => {}
+        }
+    }
+}
+
+impl DeviceQueue for RamQueue {
+    unsafe fn submit(&mut self, request: IoRequest) -> Result<(), QueueFull> {
+        if self.done.len() >= self.depth {
+            return Err(QueueFull);
+        }
+        let result = check_request(&self.info, &request);
+        if result.is_ok() {
+            // SAFETY: validated just above; the buffer and range contracts are
+            // the caller's, as documented on `submit` and in this module.
+            unsafe { self.execute(&request) };
+        }
+        self.done.push_back(IoCompletion {
+            tag: request.tag,
+            result,
+        });
+        assert!(self.done.len() <= self.depth);
+        Ok(())
+    }
+
+    fn poll(&mut self, out: &mut Vec<IoCompletion>) -> usize {
+        let count = self.done.len();
+        out.extend(self.done.drain(..));
+        count
+    }
+
+    fn wait(&mut self, out: &mut Vec<IoCompletion>) -> usize {
+        // Every request has already run, so nothing is worth blocking for.
+        self.poll(out)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.done.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::conformance;
+
+    #[test]
+    fn conformance_512_and_4096() {
+        for block_size in [512, 4096] {
+            let device = RamDevice::new(4 << 20, block_size).expect("ram device");
+            conformance::check(&*device);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_geometry() {
+        for (size, block) in [(0, 512), (1000, 512), (4096, 1024), (8192, 0), (512, 4096)] {
+            assert!(
+                matches!(RamDevice::new(size, block), Err(DeviceError::Invalid(_))),
+                "size {size} block {block} accepted"
+            );
+        }
+        assert!(RamDevice::from_bytes(&[0u8; 100], 512).is_err());
+    }
+
+    #[test]
+    fn region_is_aligned_and_zeroed() {
+        let device = RamDevice::new(1 << 20, 4096).expect("ram device");
+        assert_eq!(device.region.base() as usize % 4096, 0);
+        assert!(device.read_bytes(0, 1 << 20).iter().all(|&b| b == 0));
+        assert_eq!(device.describe(), "ram 1 MiB");
+    }
+
+    #[test]
+    fn snapshot_is_an_independent_copy() {
+        let bytes: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
+        let device = RamDevice::from_bytes(&bytes, 512).expect("from_bytes");
+        let copy = device.snapshot();
+        device.write_bytes(100, b"changed");
+        assert_eq!(copy.read_bytes(0, 8192), bytes);
+        assert_eq!(&device.read_bytes(100, 7), b"changed");
+        assert_eq!(copy.info(), device.info());
+    }
+
+    #[test]
+    #[should_panic(expected = "reaches past the end")]
+    fn helpers_assert_range() {
+        let device = RamDevice::new(4096, 512).expect("ram device");
+        device.read_bytes(4000, 100);
+    }
+}
