@@ -17,6 +17,7 @@ pub mod buf;
 #[cfg(test)]
 mod conformance;
 pub mod ram;
+pub mod uring;
 
 pub use buf::AlignedBuf;
 
