@@ -16,6 +16,7 @@ pub mod blocking;
 pub mod buf;
 #[cfg(test)]
 mod conformance;
+pub mod fault;
 pub mod ram;
 pub mod uring;
 
