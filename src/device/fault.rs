@@ -175,7 +175,7 @@ impl FaultDevice {
     }
 
     fn state(&self) -> MutexGuard<'_, FaultState> {
-        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.shared)
     }
 }
 
@@ -455,6 +455,8 @@ impl DeviceQueue for FaultQueue {
     }
 }
 
+/// The shared state; a panic while it was held (a failed assertion in a test)
+/// leaves nothing half-done that later calls could trip over.
 fn lock(shared: &Mutex<FaultState>) -> MutexGuard<'_, FaultState> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
