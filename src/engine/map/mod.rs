@@ -6,3 +6,4 @@
 //! can supply them later without the tree noticing.
 
 pub mod arena;
+pub mod btree;
