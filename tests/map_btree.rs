@@ -136,12 +136,12 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 800, ..ProptestConfig::default() })]
 
     /// Larger key space with runs: trees of height 3, splits, borrows and
     /// merges of inner nodes.
     #[test]
-    fn matches_btreemap_large_keys(ops in proptest::collection::vec(op(6000, 1500), 1..60)) {
+    fn matches_btreemap_large_keys(ops in proptest::collection::vec(op(6000, 1500), 1..120)) {
         run(&ops, 64 << 10);
     }
 }

@@ -592,9 +592,17 @@ impl<K: Copy + Ord + fmt::Debug, V: Copy + fmt::Debug> BTree<K, V> {
         while let Some((id, depth, lo, hi)) = stack.pop() {
             nodes += 1;
             let is_root = id == self.root;
-            let (keys, kind) = match self.arena.get(id) {
-                Node::Leaf(leaf) => (leaf.keys(), "leaf"),
-                Node::Inner(inner) => (inner.keys(), "inner node"),
+            let (len, cap, kind) = match self.arena.get(id) {
+                Node::Leaf(leaf) => (leaf.len(), LEAF_CAP, "leaf"),
+                Node::Inner(inner) => (inner.len(), INNER_CAP, "inner node"),
+            };
+            assert!(
+                (1..=cap).contains(&len),
+                "{kind} {id:?}: length {len} outside 1..={cap}"
+            );
+            let keys = match self.arena.get(id) {
+                Node::Leaf(leaf) => leaf.keys(),
+                Node::Inner(inner) => inner.keys(),
             };
             for pair in keys.windows(2) {
                 assert!(
@@ -1259,6 +1267,53 @@ mod tests {
         );
         let t = tree_with([1]);
         assert_eq!(t.node_bytes(), 784);
+    }
+
+    #[test]
+    #[should_panic(expected = "below its separator 1000")]
+    fn check_invariants_catches_a_wrong_separator() {
+        let mut t = tree_with(0..100);
+        let root = t.root;
+        let last_key = t.inner(root).len() - 2;
+        t.inner_mut(root).keys[last_key] = 1000;
+        t.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "keys out of order")]
+    fn check_invariants_catches_unordered_keys() {
+        let mut t = tree_with(0..100);
+        let first = t.first;
+        t.leaf_mut(first).keys.swap(3, 4);
+        t.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "links forward to")]
+    fn check_invariants_catches_a_broken_leaf_chain() {
+        let mut t = tree_with(0..100);
+        let first = t.first;
+        t.leaf_mut(first).next = NodeId::NONE;
+        t.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "holds 3 entries (allowed 16..=32)")]
+    fn check_invariants_catches_an_underfull_leaf() {
+        let mut t = tree_with(0..100);
+        let first = t.first;
+        let removed = t.leaf(first).len() - 3;
+        t.leaf_mut(first).len = 3;
+        t.len -= removed;
+        t.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "entries but len is")]
+    fn check_invariants_catches_a_wrong_len() {
+        let mut t = tree_with(0..100);
+        t.len += 1;
+        t.check_invariants();
     }
 
     #[test]
