@@ -7,3 +7,4 @@
 #![warn(missing_debug_implementations)]
 
 pub mod device;
+pub mod engine;
