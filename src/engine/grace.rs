@@ -220,34 +220,40 @@ mod tests {
         let cells = Arc::new([AtomicU64::new(1), AtomicU64::new(POISON)]);
         let current = Arc::new(AtomicUsize::new(0));
         let start = Arc::new(std::sync::Barrier::new(3));
+        let reads = Arc::new(AtomicU64::new(0));
         let readers: Vec<_> = (0..2)
             .map(|_| {
-                let (d, stop, cells, current, start) = (
+                let (d, stop, cells, current, start, reads) = (
                     d.clone(),
                     stop.clone(),
                     cells.clone(),
                     current.clone(),
                     start.clone(),
+                    reads.clone(),
                 );
                 std::thread::spawn(move || {
                     let mut r = d.register().unwrap();
                     start.wait();
-                    let mut seen = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         let s = r.open();
                         let idx = current.load(Ordering::Acquire);
                         std::hint::spin_loop();
                         let v = cells[idx].load(Ordering::Acquire);
                         assert_ne!(v, POISON, "read a cell retired under an open section");
-                        seen += 1;
+                        reads.fetch_add(1, Ordering::Relaxed);
                         r.close(s);
                     }
-                    seen
                 })
             })
             .collect();
         start.wait();
-        for i in 2..3000u64 {
+        // Keep retiring until the readers have really raced us (bounded in time).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut i = 1u64;
+        while (i < 3000 || reads.load(Ordering::Relaxed) < 20_000)
+            && std::time::Instant::now() < deadline
+        {
+            i += 1;
             let cur = current.load(Ordering::Relaxed);
             let next = 1 - cur;
             cells[next].store(i, Ordering::Release);
@@ -257,7 +263,11 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         for r in readers {
-            assert!(r.join().unwrap() > 0);
+            r.join().expect("a reader saw a retired cell");
         }
+        assert!(
+            reads.load(Ordering::Relaxed) >= 20_000,
+            "readers did not get to run"
+        );
     }
 }
