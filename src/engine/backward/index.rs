@@ -1,0 +1,149 @@
+//! The backward journal's in-memory index: the retained generations, the
+//! point the mirror holds, and the versioned map from volume blocks to the
+//! undo data that restores them.
+//!
+//! A generation restores the state at its `point` for the blocks its sync
+//! changed. The contents of block `b` at a retained point `p` older than the
+//! mirror are in the *oldest* generation with point >= p that saved `b`
+//! (nothing changed `b` between `p` and that generation's point), or in the
+//! mirror when none did. Invariant: the map holds exactly the extents of the
+//! generations in `generations`, with version = generation point; expiring a
+//! generation never changes what a younger point resolves to.
+
+use crate::engine::map::arena::ChunkSource;
+use crate::engine::map::version_index::VersionIndex;
+use crate::engine::ondisk::generation::GenerationRecord;
+use crate::engine::point::{MarkerKind, Point, PointKind};
+use crate::engine::twin::Absorb;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A committed generation and where its record sits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generation {
+    pub record: GenerationRecord,
+    /// Logical backward descriptor position of the record and its length.
+    pub desc_pos: u64,
+    pub desc_blocks: u64,
+}
+
+impl Generation {
+    /// The point this generation restores.
+    pub fn point(&self) -> Point {
+        Point {
+            seq: self.record.point_seq,
+            time_ns: self.record.point_time_ns,
+            kind: PointKind::Snapshot {
+                generation: self.record.id,
+                marker: self.record.point_marker,
+            },
+            label: self.record.point_label.clone(),
+        }
+    }
+
+    /// Undo blocks this generation holds.
+    pub fn undo_blocks(&self) -> u64 {
+        self.record
+            .extents
+            .iter()
+            .map(|x| u64::from(x.nblocks))
+            .sum()
+    }
+}
+
+/// The point the mirror holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorPoint {
+    pub seq: u64,
+    pub time_ns: u64,
+    pub marker: Option<MarkerKind>,
+    pub label: Option<String>,
+}
+
+impl MirrorPoint {
+    pub fn point(&self) -> Point {
+        Point {
+            seq: self.seq,
+            time_ns: self.time_ns,
+            kind: PointKind::Mirror {
+                marker: self.marker,
+            },
+            label: self.label.clone(),
+        }
+    }
+}
+
+/// Changes to the backward index (made by the sync worker only).
+#[derive(Debug)]
+pub enum BackwardOp {
+    Add(Arc<Generation>),
+    /// Remove the generation whose point is this seq (always the oldest).
+    Remove(u64),
+    SetMirror(MirrorPoint),
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct BackwardIndex {
+    generations: BTreeMap<u64, Arc<Generation>>,
+    mirror: MirrorPoint,
+    map: VersionIndex,
+}
+
+impl BackwardIndex {
+    pub fn new(mirror: MirrorPoint, chunks: Arc<dyn ChunkSource>) -> Self {
+        BackwardIndex {
+            generations: BTreeMap::new(),
+            mirror,
+            map: VersionIndex::new(chunks),
+        }
+    }
+
+    /// Retained generations by point seq, oldest first.
+    pub fn generations(&self) -> &BTreeMap<u64, Arc<Generation>> {
+        &self.generations
+    }
+
+    pub fn mirror(&self) -> &MirrorPoint {
+        &self.mirror
+    }
+
+    /// The versioned map (version = generation point, location = backward data position).
+    pub fn map(&self) -> &VersionIndex {
+        &self.map
+    }
+}
+
+impl Absorb<BackwardOp> for BackwardIndex {
+    fn absorb(&mut self, op: &BackwardOp) {
+        match op {
+            BackwardOp::Add(g) => {
+                let point = g.record.point_seq;
+                if let Some((&newest, _)) = self.generations.last_key_value() {
+                    assert!(
+                        point > newest,
+                        "generation point {point} added after {newest}"
+                    );
+                }
+                for x in &g.record.extents {
+                    self.map
+                        .insert(x.lba, u64::from(x.nblocks), point, x.data_pos);
+                }
+                self.generations.insert(point, Arc::clone(g));
+            }
+            BackwardOp::Remove(point) => {
+                let oldest = self.generations.first_key_value().map(|(&p, _)| p);
+                assert_eq!(oldest, Some(*point), "generations expire oldest first");
+                if let Some(g) = self.generations.remove(point) {
+                    for x in &g.record.extents {
+                        self.map.remove(x.lba, u64::from(x.nblocks), *point);
+                    }
+                }
+            }
+            BackwardOp::SetMirror(m) => {
+                assert!(m.seq >= self.mirror.seq, "the mirror never moves back");
+                self.mirror = m.clone();
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! One forward ring's in-memory index: its live records in seq order and the
+//! versioned map from volume blocks to where the ring holds them.
+//!
+//! It lives inside a twin (one writer: the ring's owner; readers: every core)
+//! and changes only through [`RingOp`]s. Invariants: records are in strictly
+//! increasing seq order; the map holds exactly the write and zero records of
+//! `records`, with version = seq.
+
+use crate::engine::map::arena::ChunkSource;
+use crate::engine::map::version_index::{VersionIndex, ZERO_LOC};
+use crate::engine::ondisk::forward_block::{ForwardRecord, RecordBody};
+use crate::engine::point::MarkerKind;
+use crate::engine::twin::Absorb;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// A record and the descriptor block that holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexedRecord {
+    pub record: ForwardRecord,
+    pub desc_pos: u64,
+}
+
+/// Changes to a ring index.
+#[derive(Debug)]
+pub enum RingOp {
+    /// Durable records, in seq order, newer than every record already present.
+    Append(Vec<IndexedRecord>),
+    /// Drop every record with seq at or below this (the mirror holds them now).
+    TruncateThrough(u64),
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct RingIndex {
+    pub ring: u16,
+    records: VecDeque<IndexedRecord>,
+    map: VersionIndex,
+}
+
+impl RingIndex {
+    pub fn new(ring: u16, chunks: Arc<dyn ChunkSource>) -> Self {
+        RingIndex {
+            ring,
+            records: VecDeque::new(),
+            map: VersionIndex::new(chunks),
+        }
+    }
+
+    fn map_insert(map: &mut VersionIndex, r: &ForwardRecord) {
+        match r.body {
+            RecordBody::Write {
+                lba,
+                nblocks,
+                data_pos,
+                ..
+            } => map.insert(lba, u64::from(nblocks), r.seq, data_pos),
+            RecordBody::Zero { lba, nblocks } => {
+                map.insert(lba, u64::from(nblocks), r.seq, ZERO_LOC)
+            }
+            RecordBody::Marker { .. } => {}
+        }
+    }
+
+    /// The versioned block map (version = seq, location = ring data position).
+    pub fn map(&self) -> &VersionIndex {
+        &self.map
+    }
+
+    /// All live records, oldest first.
+    pub fn records(&self) -> &VecDeque<IndexedRecord> {
+        &self.records
+    }
+
+    /// Records with `above < seq <= max`.
+    pub fn records_in(
+        &self,
+        above: u64,
+        max: u64,
+    ) -> impl DoubleEndedIterator<Item = &IndexedRecord> {
+        let from = self.records.partition_point(|r| r.record.seq <= above);
+        let to = self.records.partition_point(|r| r.record.seq <= max);
+        self.records.range(from..to.max(from))
+    }
+
+    /// The newest record with `seq <= max` and `time <= time_ns` (times never
+    /// decrease within a ring).
+    pub fn newest_at_or_before(&self, max: u64, time_ns: u64) -> Option<&IndexedRecord> {
+        let by_seq = self.records.partition_point(|r| r.record.seq <= max);
+        let by_time = self
+            .records
+            .partition_point(|r| r.record.time_ns <= time_ns);
+        by_seq
+            .min(by_time)
+            .checked_sub(1)
+            .and_then(|i| self.records.get(i))
+    }
+
+    /// The newest marker with this label and `seq <= max`.
+    pub fn newest_label(&self, label: &str, max: u64) -> Option<&IndexedRecord> {
+        self.records.iter().rev().filter(|r| r.record.seq <= max).find(|r| matches!(&r.record.body, RecordBody::Marker { kind: MarkerKind::Bookmark, label: Some(l) } if &**l == label))
+    }
+
+    /// Newest record seq, if any.
+    pub fn newest_seq(&self) -> Option<u64> {
+        self.records.back().map(|r| r.record.seq)
+    }
+}
+
+impl Absorb<RingOp> for RingIndex {
+    fn absorb(&mut self, op: &RingOp) {
+        match op {
+            RingOp::Append(batch) => {
+                for r in batch {
+                    if let Some(last) = self.records.back() {
+                        assert!(
+                            r.record.seq > last.record.seq,
+                            "ring {}: seq {} appended after {}",
+                            self.ring,
+                            r.record.seq,
+                            last.record.seq
+                        );
+                        assert!(
+                            r.desc_pos >= last.desc_pos,
+                            "ring {}: descriptor positions go backwards",
+                            self.ring
+                        );
+                    }
+                    Self::map_insert(&mut self.map, &r.record);
+                    self.records.push_back(r.clone());
+                }
+            }
+            RingOp::TruncateThrough(seq) => {
+                while self.records.front().is_some_and(|r| r.record.seq <= *seq) {
+                    let Some(r) = self.records.pop_front() else {
+                        break;
+                    };
+                    if let Some((lba, n)) = r.record.extent() {
+                        self.map.remove(lba, u64::from(n), r.record.seq);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::map::arena::HeapChunks;
+    use crate::engine::map::version_index::Want;
+
+    fn rec(seq: u64, lba: u64, desc_pos: u64) -> IndexedRecord {
+        IndexedRecord {
+            record: ForwardRecord {
+                seq,
+                time_ns: seq * 10,
+                body: RecordBody::Write {
+                    lba,
+                    nblocks: 2,
+                    data_pos: seq * 2,
+                    data_crc: 0,
+                },
+            },
+            desc_pos,
+        }
+    }
+
+    #[test]
+    fn append_query_truncate() {
+        let mut ix = RingIndex::new(0, Arc::new(HeapChunks::default()));
+        ix.absorb(&RingOp::Append(vec![
+            rec(3, 0, 1),
+            rec(5, 1, 1),
+            rec(8, 0, 2),
+        ]));
+        ix.absorb(&RingOp::Append(vec![IndexedRecord {
+            record: ForwardRecord {
+                seq: 9,
+                time_ns: 95,
+                body: RecordBody::Marker {
+                    kind: MarkerKind::Bookmark,
+                    label: Some("x".into()),
+                },
+            },
+            desc_pos: 3,
+        }]));
+        assert_eq!(
+            ix.records_in(3, 8)
+                .map(|r| r.record.seq)
+                .collect::<Vec<_>>(),
+            vec![5, 8]
+        );
+        assert_eq!(
+            ix.newest_at_or_before(100, 79).map(|r| r.record.seq),
+            Some(5)
+        );
+        assert_eq!(ix.newest_label("x", 100).map(|r| r.record.seq), Some(9));
+        let mut hits = vec![];
+        ix.map()
+            .query(1, 1, Want::NewestIn { above: 0, max: 7 }, |c| {
+                hits.push(c.version)
+            });
+        hits.sort();
+        assert_eq!(
+            hits,
+            vec![3, 5],
+            "block 1 is covered by seq 3 (node 0..2) and seq 5"
+        );
+        ix.absorb(&RingOp::TruncateThrough(5));
+        assert_eq!(ix.records().len(), 2);
+        assert_eq!(ix.map().entries(), 1, "only seq 8's extent remains mapped");
+    }
+}

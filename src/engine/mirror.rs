@@ -1,0 +1,305 @@
+//! Moving the mirror forward, step by step, for the sync worker and for
+//! recovery alike: the net change of a run of forward records, saving the
+//! mirror's current contents of those ranges (undo data), writing the net
+//! change into the mirror, the ring tails that become free, and checkpoints.
+//!
+//! Invariants: each step ends with a device flush, so the caller can order
+//! steps per invariants 3 and 4 (undo data durable before the mirror is
+//! touched; checkpoint durable before forward space is reused). All I/O goes in
+//! bounded chunks (at most [`CHUNK_BYTES`] of buffers at a time).
+
+use crate::device::blocking::BlockingQueue;
+use crate::device::AlignedBuf;
+use crate::engine::error::Result;
+use crate::engine::forward::index::IndexedRecord;
+use crate::engine::geometry::{Layout, SLOT_BYTES};
+use crate::engine::map::net_change::{ChangeSource, NetChange};
+use crate::engine::ondisk::checkpoint::{Checkpoint, RingTails};
+use crate::engine::ondisk::forward_block::{ForwardRecord, RecordBody};
+
+/// Bytes of buffers one chunk of mirror I/O may use.
+pub const CHUNK_BYTES: u64 = 8 << 20;
+
+/// Largest run of blocks one undo extent or mirror write covers.
+pub fn max_run_blocks(layout: &Layout) -> u64 {
+    (crate::engine::geometry::MAX_WRITE_BYTES / layout.geometry.bs()).max(1)
+}
+
+/// The net change of `records` (any order of rings, ascending seq) and how many
+/// write and write-zeroes records it came from.
+pub fn net_change<'a>(records: impl Iterator<Item = (u16, &'a ForwardRecord)>) -> (NetChange, u64) {
+    let mut net = NetChange::new();
+    let mut count = 0u64;
+    let mut last_seq = 0u64;
+    for (ring, r) in records {
+        assert!(
+            r.seq > last_seq,
+            "net change needs ascending seqs ({} after {last_seq})",
+            r.seq
+        );
+        last_seq = r.seq;
+        match r.body {
+            RecordBody::Write {
+                lba,
+                nblocks,
+                data_pos,
+                ..
+            } => {
+                net.overwrite(
+                    lba,
+                    u64::from(nblocks),
+                    ChangeSource::Forward {
+                        ring,
+                        pos: data_pos,
+                    },
+                );
+                count += 1;
+            }
+            RecordBody::Zero { lba, nblocks } => {
+                net.overwrite(lba, u64::from(nblocks), ChangeSource::Zero);
+                count += 1;
+            }
+            RecordBody::Marker { .. } => {}
+        }
+    }
+    (net, count)
+}
+
+/// Groups `items` (each `blocks` long) into chunks of at most `CHUNK_BYTES`.
+fn chunks<T: Copy>(items: &[T], blocks: impl Fn(&T) -> u64, bs: u64) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    let mut bytes = 0u64;
+    for it in items {
+        let b = blocks(it) * bs;
+        if out.is_empty() || bytes + b > CHUNK_BYTES {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += b;
+        if let Some(last) = out.last_mut() {
+            last.push(*it);
+        }
+    }
+    out
+}
+
+/// Splits one buffer into consecutive slices of the given block counts.
+fn carve(mut buf: &mut [u8], blocks: impl Iterator<Item = u64>, bs: u64) -> Vec<&mut [u8]> {
+    let mut out = Vec::new();
+    for n in blocks {
+        let (head, rest) = buf.split_at_mut((n * bs) as usize);
+        out.push(head);
+        buf = rest;
+    }
+    out
+}
+
+/// Copies the mirror's contents of each run `(lba, nblocks)` to backward data
+/// position `positions[i]`, then flushes.
+pub fn copy_out(
+    q: &mut BlockingQueue,
+    layout: &Layout,
+    runs: &[(u64, u64)],
+    positions: &[u64],
+) -> Result<()> {
+    assert_eq!(runs.len(), positions.len());
+    let bs = layout.geometry.bs();
+    let items: Vec<(u64, u64, u64)> = runs
+        .iter()
+        .zip(positions)
+        .map(|(&(lba, n), &pos)| (lba, n, pos))
+        .collect();
+    for chunk in chunks(&items, |it| it.1, bs) {
+        let total: u64 = chunk.iter().map(|it| it.1).sum();
+        let mut buf = AlignedBuf::zeroed((total * bs) as usize);
+        let mut slices = carve(&mut buf, chunk.iter().map(|it| it.1), bs);
+        let mut reads: Vec<(u64, &mut [u8])> = chunk
+            .iter()
+            .zip(slices.iter_mut())
+            .map(|(it, s)| (layout.mim_byte(it.0), &mut **s))
+            .collect();
+        q.read_many(&mut reads)?;
+        let writes: Vec<(u64, &[u8])> = chunk
+            .iter()
+            .zip(slices.iter())
+            .map(|(it, s)| (layout.backward_data_byte(it.2), &**s))
+            .collect();
+        q.write_many(&writes)?;
+    }
+    q.flush()?;
+    Ok(())
+}
+
+/// Writes the net change into the mirror (reading forward data from the
+/// rings), then flushes.
+pub fn apply(q: &mut BlockingQueue, layout: &Layout, net: &NetChange) -> Result<()> {
+    let bs = layout.geometry.bs();
+    let max_run = max_run_blocks(layout);
+    // Split long zero extents so every piece is one bounded request.
+    let mut pieces: Vec<(u64, u64, ChangeSource)> = Vec::new();
+    for c in net.changes() {
+        let mut done = 0;
+        while done < c.nblocks {
+            let n = (c.nblocks - done).min(max_run);
+            let src = match c.source {
+                ChangeSource::Forward { ring, pos } => ChangeSource::Forward {
+                    ring,
+                    pos: pos + done,
+                },
+                ChangeSource::Zero => ChangeSource::Zero,
+            };
+            pieces.push((c.lba + done, n, src));
+            done += n;
+        }
+    }
+    for chunk in chunks(&pieces, |p| p.1, bs) {
+        let total: u64 = chunk.iter().map(|p| p.1).sum();
+        let mut buf = AlignedBuf::zeroed((total * bs) as usize);
+        let mut slices = carve(&mut buf, chunk.iter().map(|p| p.1), bs);
+        let mut reads: Vec<(u64, &mut [u8])> = chunk
+            .iter()
+            .zip(slices.iter_mut())
+            .filter_map(|(p, s)| match p.2 {
+                ChangeSource::Forward { ring, pos } => {
+                    Some((layout.ring_data_byte(usize::from(ring), pos), &mut **s))
+                }
+                ChangeSource::Zero => None, // the buffer is already zero
+            })
+            .collect();
+        q.read_many(&mut reads)?;
+        let writes: Vec<(u64, &[u8])> = chunk
+            .iter()
+            .zip(slices.iter())
+            .map(|(p, s)| (layout.mim_byte(p.0), &**s))
+            .collect();
+        q.write_many(&writes)?;
+    }
+    q.flush()?;
+    Ok(())
+}
+
+/// The tails of a ring once every record at or below `through` lives in the
+/// mirror. `records` are the ring's live records in seq order.
+pub fn tails_after<'a>(
+    records: impl Iterator<Item = &'a IndexedRecord>,
+    current: RingTails,
+    through: u64,
+) -> RingTails {
+    let mut tails = current;
+    let mut last_desc_done: Option<u64> = None;
+    let mut first_desc_live: Option<u64> = None;
+    for r in records {
+        if r.record.seq <= through {
+            last_desc_done = Some(r.desc_pos);
+            if let RecordBody::Write {
+                data_pos, nblocks, ..
+            } = r.record.body
+            {
+                tails.data = tails.data.max(data_pos + u64::from(nblocks));
+            }
+        } else {
+            first_desc_live = Some(r.desc_pos);
+            break;
+        }
+    }
+    // A block holding both done and live records stays until its live ones are done.
+    let desc = match (first_desc_live, last_desc_done) {
+        (Some(live), _) => live,
+        (None, Some(done)) => done + 1,
+        (None, None) => current.desc,
+    };
+    tails.desc = tails.desc.max(desc);
+    tails
+}
+
+/// Writes checkpoints A/B: each write goes to the slot not holding the newest copy.
+#[derive(Debug)]
+pub struct CheckpointWriter {
+    pub generation: u64,
+}
+
+impl CheckpointWriter {
+    /// Stamps the next generation into `ck`, writes it and flushes.
+    pub fn write(
+        &mut self,
+        q: &mut BlockingQueue,
+        layout: &Layout,
+        ck: &mut Checkpoint,
+    ) -> Result<()> {
+        self.generation += 1;
+        ck.generation = self.generation;
+        let mut buf = AlignedBuf::zeroed(SLOT_BYTES as usize);
+        ck.encode(&mut buf);
+        q.write(
+            layout.checkpoint[Checkpoint::slot_for(self.generation)],
+            &buf,
+        )?;
+        q.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(seq: u64, desc_pos: u64, data_pos: u64) -> IndexedRecord {
+        IndexedRecord {
+            record: ForwardRecord {
+                seq,
+                time_ns: 0,
+                body: RecordBody::Write {
+                    lba: 0,
+                    nblocks: 2,
+                    data_pos,
+                    data_crc: 0,
+                },
+            },
+            desc_pos,
+        }
+    }
+
+    #[test]
+    fn tails_keep_blocks_with_live_records() {
+        let recs = [
+            rec(1, 10, 100),
+            rec(2, 10, 102),
+            rec(3, 11, 104),
+            rec(4, 11, 106),
+        ];
+        let cur = RingTails {
+            desc: 10,
+            data: 100,
+        };
+        assert_eq!(
+            tails_after(recs.iter(), cur, 2),
+            RingTails {
+                desc: 11,
+                data: 104
+            }
+        );
+        assert_eq!(
+            tails_after(recs.iter(), cur, 3),
+            RingTails {
+                desc: 11,
+                data: 106
+            },
+            "block 11 still holds seq 4"
+        );
+        assert_eq!(
+            tails_after(recs.iter(), cur, 4),
+            RingTails {
+                desc: 12,
+                data: 108
+            }
+        );
+        assert_eq!(tails_after(recs.iter(), cur, 0), cur);
+    }
+
+    #[test]
+    fn chunking_bounds_bytes() {
+        let items: Vec<u64> = vec![1000, 1000, 2048, 10];
+        let c = chunks(&items, |n| *n, 4096);
+        assert_eq!(c, vec![vec![1000, 1000], vec![2048], vec![10]]);
+    }
+}

@@ -1,0 +1,422 @@
+//! Opening a volume: validate the superblock and checkpoint, scan the backward
+//! journal for committed generations and every forward ring for durable
+//! records, and finish a sync that a crash interrupted.
+//!
+//! Invariant 6 (DESIGN.md): after a crash at any instant no acknowledged write
+//! is lost (each ring is scanned from its checkpointed tail to the first block
+//! that does not check out; acknowledged records are never behind such a
+//! block), and every point listed before the crash is either still exact or
+//! reported lost (generations the checkpoint promises but the scan cannot
+//! find, and every older one, are dropped and reported).
+
+use crate::device::blocking::BlockingQueue;
+use crate::device::{AlignedBuf, Device};
+use crate::engine::backward::index::{Generation, MirrorPoint};
+use crate::engine::backward::space::BackwardSpace;
+use crate::engine::circular::Circular;
+use crate::engine::error::{EngineError, Result};
+use crate::engine::events::RecoveryReport;
+use crate::engine::forward::index::IndexedRecord;
+use crate::engine::geometry::{Layout, SLOT_BYTES};
+use crate::engine::mirror::{self, CheckpointWriter};
+use crate::engine::ondisk::checkpoint::{Checkpoint, RingTails};
+use crate::engine::ondisk::forward_block::{self, BlockIdentity, BlockRejection, RecordBody};
+use crate::engine::ondisk::generation::{self, HeadBlock};
+use crate::engine::ondisk::superblock::Superblock;
+
+/// How far past a damaged forward block the scan looks for records it must
+/// report as dropped.
+const LOOKAHEAD_BLOCKS: u64 = 64;
+
+/// One forward ring as found on disk.
+#[derive(Debug, Default)]
+pub(crate) struct RingScan {
+    /// Records newer than the mirror, in seq order.
+    pub records: Vec<IndexedRecord>,
+    pub desc_head: u64,
+    pub data_head: u64,
+    pub last_time_ns: u64,
+}
+
+/// Everything `open` needs to build the volume's state.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub superblock: Superblock,
+    pub layout: Layout,
+    pub checkpoint: Checkpoint,
+    pub checkpoints: CheckpointWriter,
+    pub generations: Vec<Generation>,
+    pub space: BackwardSpace,
+    pub rings: Vec<RingScan>,
+    pub mirror: MirrorPoint,
+    pub next_seq: u64,
+    pub report: RecoveryReport,
+    /// Set when the volume must not take writes (damage recovery could not repair).
+    pub failure: Option<String>,
+}
+
+fn read_slot(q: &mut BlockingQueue, offset: u64) -> Result<AlignedBuf> {
+    let mut buf = AlignedBuf::zeroed(SLOT_BYTES as usize);
+    q.read(offset, &mut buf)?;
+    Ok(buf)
+}
+
+/// Reads and validates the superblock and the layout it implies.
+pub(crate) fn read_superblock(
+    device: &dyn Device,
+    q: &mut BlockingQueue,
+) -> Result<(Superblock, Layout)> {
+    let info = device.info();
+    if info.size_bytes < 4 * SLOT_BYTES {
+        return Err(EngineError::DeviceTooSmall {
+            needed: 4 * SLOT_BYTES,
+            available: info.size_bytes,
+        });
+    }
+    let a = read_slot(q, 0)?;
+    let b = read_slot(q, SLOT_BYTES)?;
+    let sb = Superblock::choose(&a, &b)?;
+    let layout = Layout::new(&sb.geometry)?;
+    layout.check_device(&info)?;
+    Ok((sb, layout))
+}
+
+/// Scans the backward journal from the checkpointed tail.
+fn scan_backward(
+    q: &mut BlockingQueue,
+    layout: &Layout,
+    uuid: &[u8; 16],
+    ck: &Checkpoint,
+    report: &mut RecoveryReport,
+) -> Result<(Vec<Generation>, BackwardSpace)> {
+    let g = &layout.geometry;
+    let bs = g.bs() as usize;
+    let cap = g.backward_desc_blocks;
+    let mut pos = ck.backward_desc_tail;
+    let mut expected = ck.oldest_generation;
+    let mut gens: Vec<Generation> = Vec::new();
+    let mut block = AlignedBuf::zeroed(bs);
+    while pos - ck.backward_desc_tail < cap {
+        q.read(layout.backward_desc_byte(pos), &mut block)?;
+        let blocks = match generation::peek(&block, pos, uuid, cap) {
+            HeadBlock::End => break,
+            HeadBlock::Wrap => {
+                pos += cap - pos % cap;
+                continue;
+            }
+            HeadBlock::Record { blocks } => blocks,
+        };
+        if pos % cap + blocks > cap || pos + blocks - ck.backward_desc_tail > cap {
+            break;
+        }
+        let mut whole = AlignedBuf::zeroed(blocks as usize * bs);
+        q.read(layout.backward_desc_byte(pos), &mut whole)?;
+        let Ok(record) = generation::decode(&whole, pos, uuid, bs) else {
+            break;
+        };
+        let chained = gens.last().is_none_or(|prev| {
+            record.point_seq == prev.record.target_seq && record.data_start >= prev.record.data_end
+        });
+        if record.id != expected
+            || !chained
+            || record.data_start < ck.backward_data_tail
+            || record.data_end - ck.backward_data_tail > g.backward_data_blocks
+        {
+            break;
+        }
+        let extents_ok = record.extents.iter().all(|x| {
+            x.lba
+                .checked_add(u64::from(x.nblocks))
+                .is_some_and(|e| e <= g.volume_blocks)
+                && x.data_pos >= record.data_start
+                && x.data_pos + u64::from(x.nblocks) <= record.data_end
+                && x.data_pos % g.backward_data_blocks + u64::from(x.nblocks)
+                    <= g.backward_data_blocks
+        });
+        if !extents_ok {
+            break;
+        }
+        gens.push(Generation {
+            record,
+            desc_pos: pos,
+            desc_blocks: blocks,
+        });
+        expected += 1;
+        pos += blocks;
+    }
+    let data_head = gens
+        .last()
+        .map_or(ck.backward_data_tail, |g| g.record.data_end);
+    let mut space = BackwardSpace {
+        desc: Circular::new(cap, pos, ck.backward_desc_tail),
+        data: Circular::new(g.backward_data_blocks, data_head, ck.backward_data_tail),
+    };
+    if expected < ck.next_generation {
+        // Generations the checkpoint promises are missing: the undo chain is
+        // broken, so no point older than the mirror can be rebuilt.
+        report.lost_generations = (ck.oldest_generation..ck.next_generation).collect();
+        tracing::error!(
+            missing_from = expected,
+            promised_until = ck.next_generation,
+            "backward journal damaged: every snapshot before the mirror is lost"
+        );
+        gens.clear();
+        space = BackwardSpace {
+            desc: Circular::new(cap, pos, pos),
+            data: Circular::new(g.backward_data_blocks, data_head, data_head),
+        };
+    }
+    Ok((gens, space))
+}
+
+/// What the ring scans add up across rings.
+#[derive(Debug)]
+struct Tally<'a> {
+    report: &'a mut RecoveryReport,
+    /// Highest seq seen anywhere on disk (never handed out again).
+    max_seq: u64,
+}
+
+/// Scans forward ring `ring` from its checkpointed tails.
+fn scan_ring(
+    q: &mut BlockingQueue,
+    layout: &Layout,
+    uuid: &[u8; 16],
+    ring: usize,
+    tails: RingTails,
+    mim_seq: u64,
+    tally: &mut Tally<'_>,
+) -> Result<RingScan> {
+    let rl = layout.rings[ring];
+    let bs = layout.geometry.bs() as usize;
+    let mut scan = RingScan {
+        desc_head: tails.desc,
+        data_head: tails.data,
+        ..Default::default()
+    };
+    let mut block = AlignedBuf::zeroed(bs);
+    let mut last_seq = 0u64;
+    let mut pos = tails.desc;
+    let id = |pos| BlockIdentity {
+        ring: ring as u16,
+        pos,
+        uuid,
+    };
+    while pos - tails.desc < rl.desc_blocks {
+        q.read(layout.ring_desc_byte(ring, pos), &mut block)?;
+        let records = match forward_block::decode(&block, id(pos)) {
+            Ok(r) => r,
+            Err(BlockRejection::NotHere) => break,
+            Err(BlockRejection::Damaged(why)) => {
+                tracing::warn!(ring, pos, %why, "forward ring ends at a damaged block");
+                tally.report.torn_rings.push(ring as u16);
+                break;
+            }
+        };
+        if records[0].seq <= last_seq {
+            break; // an older lap's block that happens to validate: not a continuation
+        }
+        // Every write newer than the mirror must have its data intact.
+        let mut intact = true;
+        let mut data_end = scan.data_head;
+        for r in &records {
+            if let RecordBody::Write {
+                data_pos,
+                nblocks,
+                data_crc,
+                ..
+            } = r.body
+            {
+                let n = u64::from(nblocks);
+                let fits = rl.data_blocks > 0
+                    && data_pos >= tails.data
+                    && data_pos % rl.data_blocks + n <= rl.data_blocks
+                    && data_pos + n - tails.data <= rl.data_blocks;
+                if r.seq <= mim_seq {
+                    data_end = data_end.max(data_pos + n);
+                    continue; // already in the mirror; its space may be reused
+                }
+                if !fits
+                    || r.extent().is_some_and(|(lba, n)| {
+                        lba.checked_add(u64::from(n))
+                            .is_none_or(|e| e > layout.geometry.volume_blocks)
+                    })
+                {
+                    intact = false;
+                    break;
+                }
+                let mut data = AlignedBuf::zeroed(n as usize * bs);
+                q.read(layout.ring_data_byte(ring, data_pos), &mut data)?;
+                if crc32c::crc32c(&data) != data_crc {
+                    intact = false;
+                    break;
+                }
+                data_end = data_end.max(data_pos + n);
+            } else if let RecordBody::Zero { lba, nblocks } = r.body {
+                if lba
+                    .checked_add(u64::from(nblocks))
+                    .is_none_or(|e| e > layout.geometry.volume_blocks)
+                {
+                    intact = false;
+                    break;
+                }
+            }
+        }
+        if !intact {
+            tracing::warn!(ring, pos, "forward ring ends at a batch whose data is torn");
+            tally.report.torn_rings.push(ring as u16);
+            break;
+        }
+        last_seq = records.last().map_or(last_seq, |r| r.seq);
+        tally.max_seq = tally.max_seq.max(last_seq);
+        scan.data_head = data_end;
+        for r in records {
+            scan.last_time_ns = scan.last_time_ns.max(r.time_ns);
+            if r.seq > mim_seq {
+                scan.records.push(IndexedRecord {
+                    record: r,
+                    desc_pos: pos,
+                });
+            }
+        }
+        pos += 1;
+    }
+    scan.desc_head = pos;
+    // Anything valid beyond the end is dropped; count it, and never reuse its seqs.
+    let mut ahead = pos + 1;
+    while ahead < pos + LOOKAHEAD_BLOCKS && ahead - tails.desc < rl.desc_blocks {
+        q.read(layout.ring_desc_byte(ring, ahead), &mut block)?;
+        if let Ok(records) = forward_block::decode(&block, id(ahead)) {
+            if records[0].seq > last_seq {
+                tally.report.dropped_records += records.len() as u64;
+                tally.max_seq = tally.max_seq.max(records.last().map_or(0, |r| r.seq));
+            }
+        }
+        ahead += 1;
+    }
+    tally.report.forward_records += scan.records.len() as u64;
+    Ok(scan)
+}
+
+/// Reads everything back and completes an interrupted sync.
+pub(crate) fn recover(device: &dyn Device, q: &mut BlockingQueue) -> Result<Recovered> {
+    let (superblock, layout) = read_superblock(device, q)?;
+    let uuid = superblock.uuid;
+    let a = read_slot(q, layout.checkpoint[0])?;
+    let b = read_slot(q, layout.checkpoint[1])?;
+    let mut ck = Checkpoint::choose(&a, &b, &uuid)?;
+    if ck.rings.len() != layout.rings.len() {
+        return Err(EngineError::corrupt(
+            "checkpoint",
+            format!(
+                "{} rings recorded, the geometry has {}",
+                ck.rings.len(),
+                layout.rings.len()
+            ),
+        ));
+    }
+    let mut report = RecoveryReport::default();
+    let (generations, space) = scan_backward(q, &layout, &uuid, &ck, &mut report)?;
+    report.generations = generations.len() as u64;
+    let mut rings = Vec::with_capacity(layout.rings.len());
+    let mut tally = Tally {
+        report: &mut report,
+        max_seq: ck.mim_seq,
+    };
+    for (ring, tails) in ck.rings.clone().into_iter().enumerate() {
+        rings.push(scan_ring(
+            q, &layout, &uuid, ring, tails, ck.mim_seq, &mut tally,
+        )?);
+    }
+    let max_seq = tally.max_seq;
+    let mut mirror = MirrorPoint {
+        seq: ck.mim_seq,
+        time_ns: ck.mim_time_ns,
+        marker: ck.mim_marker,
+        label: ck.mim_label.clone(),
+    };
+    let mut checkpoints = CheckpointWriter {
+        generation: ck.generation,
+    };
+    let mut failure = None;
+    // A generation committed past the checkpoint's mirror: finish its sync.
+    if let Some(last) = generations
+        .last()
+        .filter(|g| g.record.target_seq > ck.mim_seq)
+    {
+        let target = last.record.target_seq;
+        let mut merged: Vec<(u16, &IndexedRecord)> = rings
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| {
+                r.records
+                    .iter()
+                    .filter(|x| x.record.seq <= target)
+                    .map(move |x| (i as u16, x))
+            })
+            .collect();
+        merged.sort_by_key(|(_, r)| r.record.seq);
+        let (net, count) = mirror::net_change(merged.iter().map(|(ring, r)| (*ring, &r.record)));
+        let end = merged
+            .last()
+            .filter(|(_, r)| r.record.seq == target)
+            .map(|(_, r)| r.record.clone());
+        match end {
+            Some(end) if count == last.record.change_records => {
+                mirror::apply(q, &layout, &net)?;
+                let tails: Vec<RingTails> = rings
+                    .iter()
+                    .zip(&ck.rings)
+                    .map(|(r, cur)| mirror::tails_after(r.records.iter(), *cur, target))
+                    .collect();
+                mirror = MirrorPoint {
+                    seq: target,
+                    time_ns: end.time_ns.max(mirror.time_ns),
+                    marker: match &end.body {
+                        RecordBody::Marker { kind, .. } => Some(*kind),
+                        _ => None,
+                    },
+                    label: match &end.body {
+                        RecordBody::Marker { label, .. } => label.as_deref().map(str::to_string),
+                        _ => None,
+                    },
+                };
+                ck.mim_seq = mirror.seq;
+                ck.mim_time_ns = mirror.time_ns;
+                ck.mim_marker = mirror.marker;
+                ck.mim_label = mirror.label.clone();
+                ck.rings = tails;
+                ck.next_generation = ck.next_generation.max(last.record.id + 1);
+                ck.seq_floor = ck.seq_floor.max(max_seq + 1);
+                checkpoints.write(q, &layout, &mut ck)?;
+                for r in &mut rings {
+                    r.records.retain(|x| x.record.seq > target);
+                }
+                report.completed_sync_to = Some(target);
+            }
+            _ => {
+                report.mirror_incomplete = true;
+                failure = Some(format!("recovery cannot complete the sync to seq {target}: forward records are missing (device damage); the live volume may be inconsistent"));
+            }
+        }
+    }
+    report.mirror_seq = mirror.seq;
+    report.newest_seq_per_ring = rings
+        .iter()
+        .map(|r| r.records.last().map_or(0, |x| x.record.seq))
+        .collect();
+    let next_seq = ck.seq_floor.max(max_seq + 1).max(mirror.seq + 1);
+    Ok(Recovered {
+        superblock,
+        layout,
+        checkpoint: ck,
+        checkpoints,
+        generations,
+        space,
+        rings,
+        mirror,
+        next_seq,
+        report,
+        failure,
+    })
+}
