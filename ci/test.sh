@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Everything CI checks, in order: formatting, lints, the README's test command,
+# then a longer soak of the model-based engine test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# The machine's Rust toolchain comes from rustup; make sure cargo is on PATH
+# and the components we use are present.
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+  # shellcheck disable=SC1091
+  . "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null || { echo "cargo not found: this CI needs the machine's rustup toolchain" >&2; exit 1; }
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test (the README's test command)"
+cargo test
+
+step "model-based engine soak"
+PROPTEST_CASES="${REWIND_SOAK_CASES:-3000}" cargo test --test engine_model
+
+step "all checks passed"
