@@ -216,6 +216,13 @@ fn scan_ring(
         if records[0].seq <= last_seq {
             break; // an older lap's block that happens to validate: not a continuation
         }
+        let newest_in_block = records.last().map_or(0, |r| r.seq);
+        if pos == tails.desc && newest_in_block <= mim_seq {
+            // The checkpointed tail is always a block with a record newer than
+            // the mirror (or the head). A block there holding only older records
+            // is stale: written by an earlier run and never made durable then.
+            break;
+        }
         // Every write newer than the mirror must have its data intact.
         let mut intact = true;
         let mut data_end = scan.data_head;
@@ -263,6 +270,8 @@ fn scan_ring(
             }
         }
         if !intact {
+            // Its seqs were handed out once: never hand them out again.
+            tally.max_seq = tally.max_seq.max(newest_in_block);
             tracing::warn!(ring, pos, "forward ring ends at a batch whose data is torn");
             tally.report.torn_rings.push(ring as u16);
             break;
@@ -282,6 +291,15 @@ fn scan_ring(
         pos += 1;
     }
     scan.desc_head = pos;
+    tracing::debug!(
+        ring,
+        ?tails,
+        mim_seq,
+        stopped_at = pos,
+        records = scan.records.len(),
+        newest = scan.records.last().map(|r| r.record.seq),
+        "forward ring scanned"
+    );
     // Anything valid beyond the end is dropped; count it, and never reuse its seqs.
     let mut ahead = pos + 1;
     while ahead < pos + LOOKAHEAD_BLOCKS && ahead - tails.desc < rl.desc_blocks {

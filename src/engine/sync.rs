@@ -472,6 +472,7 @@ impl Worker {
             .zip(&self.tails)
             .map(|(r, cur)| r.read(|ix| mirror::tails_after(ix.records().iter(), *cur, end.seq)))
             .collect();
+        tracing::debug!(to = end.seq, from_tails = ?self.tails, to_tails = ?new_tails, "sync step checkpoint");
         self.write_checkpoint(&new_mirror, &new_tails)?;
 
         // 7. Publish, wait for readers of the old mirror seq, recycle. The

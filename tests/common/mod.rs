@@ -158,6 +158,8 @@ pub struct Harness {
     next_tag: u64,
     labels: u64,
     log: Vec<String>,
+    /// What each crash decided (for failure messages).
+    crash_notes: Vec<String>,
 }
 
 pub fn check(ok: bool, h: &Harness, what: impl FnOnce() -> String) -> Result<(), TestCaseError> {
@@ -165,10 +167,12 @@ pub fn check(ok: bool, h: &Harness, what: impl FnOnce() -> String) -> Result<(),
         Ok(())
     } else {
         let tail: Vec<_> = h.log.iter().rev().take(12).rev().cloned().collect();
+        let notes = h.crash_notes.join("\n  ");
         Err(TestCaseError::fail(format!(
-            "{}\nlast ops:\n  {}",
+            "{}\nlast ops:\n  {}\ncrashes:\n  {}",
             what(),
-            tail.join("\n  ")
+            tail.join("\n  "),
+            notes
         )))
     }
 }
@@ -203,6 +207,7 @@ impl Harness {
             next_tag: 1,
             labels: 0,
             log: Vec::new(),
+            crash_notes: Vec::new(),
         }
     }
 
@@ -643,6 +648,20 @@ impl Harness {
             .map_or(0, |p| p.seq);
         let recovered_mirror = report.mirror_seq;
         let uncertain_seqs: Vec<u64> = uncertain.iter().map(|u| u.seq).collect();
+        let note = format!(
+            "crash: uncertain {:?}; report {report:?}",
+            uncertain
+                .iter()
+                .map(|u| (
+                    u.ring,
+                    u.seq,
+                    u.lba,
+                    u.data.len() / BS,
+                    u.seq <= report.newest_seq_per_ring[usize::from(u.ring)]
+                ))
+                .collect::<Vec<_>>()
+        );
+        self.crash_notes.push(note);
         for u in uncertain {
             check(u.seq > recovered_mirror, self, || {
                 format!("unacknowledged seq {} is inside the recovered mirror (seq {recovered_mirror}); uncertain {uncertain_seqs:?}; report {report:?}", u.seq)
