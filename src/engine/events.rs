@@ -52,6 +52,11 @@ pub struct RecoveryReport {
     pub dropped_records: u64,
     /// A sync interrupted after its generation was committed was completed.
     pub completed_sync_to: Option<u64>,
+    /// The generation chain was broken by damage while the mirror may have been
+    /// mid-rewrite, so the mirror was rebuilt from every recovered forward
+    /// record up to this seq: the live volume is exact; every point before it
+    /// is lost (see `lost_generations`).
+    pub mirror_rebuilt_to: Option<u64>,
     /// Generations that were committed but could not be read back: their points,
     /// and every older one, are reported lost.
     pub lost_generations: Vec<u64>,

@@ -20,13 +20,20 @@ use crate::engine::forward::index::IndexedRecord;
 use crate::engine::geometry::{Layout, SLOT_BYTES};
 use crate::engine::mirror::{self, CheckpointWriter};
 use crate::engine::ondisk::checkpoint::{Checkpoint, RingTails};
-use crate::engine::ondisk::forward_block::{self, BlockIdentity, BlockRejection, RecordBody};
+use crate::engine::ondisk::forward_block::{
+    self, BlockIdentity, BlockRejection, ForwardRecord, RecordBody,
+};
 use crate::engine::ondisk::generation::{self, HeadBlock};
 use crate::engine::ondisk::superblock::Superblock;
 
-/// How far past a damaged forward block the scan looks for records it must
-/// report as dropped.
-const LOOKAHEAD_BLOCKS: u64 = 64;
+/// How far past the end of a ring a block written before the crash can sit:
+/// a ring has at most `MAX_BATCHES` batches (one block each) in flight.
+const IN_FLIGHT_BLOCKS: u64 = crate::engine::forward::writer::MAX_BATCHES as u64 + 1;
+
+/// Seqs and logical positions a sane volume never reaches (2^62 writes at a
+/// billion per second is 146 years); anything above is damage, and keeping
+/// well below u64::MAX keeps all position arithmetic free of overflow.
+const SANE: u64 = 1 << 62;
 
 /// One forward ring as found on disk.
 #[derive(Debug, Default)]
@@ -81,6 +88,34 @@ pub(crate) fn read_superblock(
     Ok((sb, layout))
 }
 
+/// Refuses a checkpoint whose numbers cannot come from a sane volume.
+fn check_checkpoint(ck: &Checkpoint, layout: &Layout) -> Result<()> {
+    let bad = |what: &str| Err(EngineError::corrupt("checkpoint", what.to_string()));
+    if ck.rings.len() != layout.rings.len() {
+        return bad(&format!(
+            "{} rings recorded, the geometry has {}",
+            ck.rings.len(),
+            layout.rings.len()
+        ));
+    }
+    let numbers = [
+        ck.mim_seq,
+        ck.seq_floor,
+        ck.backward_desc_tail,
+        ck.backward_data_tail,
+        ck.oldest_generation,
+        ck.next_generation,
+    ];
+    if numbers.iter().any(|&n| n > SANE) || ck.rings.iter().any(|t| t.desc > SANE || t.data > SANE)
+    {
+        return bad("positions or seqs beyond any sane volume");
+    }
+    if ck.oldest_generation > ck.next_generation || ck.seq_floor <= ck.mim_seq {
+        return bad("generation range or seq floor inconsistent");
+    }
+    Ok(())
+}
+
 /// Scans the backward journal from the checkpointed tail.
 fn scan_backward(
     q: &mut BlockingQueue,
@@ -92,11 +127,14 @@ fn scan_backward(
     let g = &layout.geometry;
     let bs = g.bs() as usize;
     let cap = g.backward_desc_blocks;
-    let mut pos = ck.backward_desc_tail;
+    let data_cap = g.backward_data_blocks;
+    let tail = ck.backward_desc_tail;
+    let mut pos = tail;
+    let mut end = tail;
     let mut expected = ck.oldest_generation;
     let mut gens: Vec<Generation> = Vec::new();
     let mut block = AlignedBuf::zeroed(bs);
-    while pos - ck.backward_desc_tail < cap {
+    while pos - tail < cap {
         q.read(layout.backward_desc_byte(pos), &mut block)?;
         let blocks = match generation::peek(&block, pos, uuid, cap) {
             HeadBlock::End => break,
@@ -106,7 +144,7 @@ fn scan_backward(
             }
             HeadBlock::Record { blocks } => blocks,
         };
-        if pos % cap + blocks > cap || pos + blocks - ck.backward_desc_tail > cap {
+        if pos % cap + blocks > cap || pos + blocks - tail > cap {
             break;
         }
         let mut whole = AlignedBuf::zeroed(blocks as usize * bs);
@@ -117,21 +155,21 @@ fn scan_backward(
         let chained = gens.last().is_none_or(|prev| {
             record.point_seq == prev.record.target_seq && record.data_start >= prev.record.data_end
         });
-        if record.id != expected
-            || !chained
-            || record.data_start < ck.backward_data_tail
-            || record.data_end - ck.backward_data_tail > g.backward_data_blocks
-        {
+        let sane = record.target_seq <= SANE
+            && record.data_end <= SANE
+            && record.data_start >= ck.backward_data_tail
+            && record.data_end - ck.backward_data_tail <= data_cap;
+        if record.id != expected || !chained || !sane {
             break;
         }
         let extents_ok = record.extents.iter().all(|x| {
-            x.lba
-                .checked_add(u64::from(x.nblocks))
-                .is_some_and(|e| e <= g.volume_blocks)
+            let n = u64::from(x.nblocks);
+            x.lba.checked_add(n).is_some_and(|e| e <= g.volume_blocks)
                 && x.data_pos >= record.data_start
-                && x.data_pos + u64::from(x.nblocks) <= record.data_end
-                && x.data_pos % g.backward_data_blocks + u64::from(x.nblocks)
-                    <= g.backward_data_blocks
+                && x.data_pos
+                    .checked_add(n)
+                    .is_some_and(|e| e <= record.data_end)
+                && x.data_pos % data_cap + n <= data_cap
         });
         if !extents_ok {
             break;
@@ -143,13 +181,14 @@ fn scan_backward(
         });
         expected += 1;
         pos += blocks;
+        end = pos;
     }
     let data_head = gens
         .last()
         .map_or(ck.backward_data_tail, |g| g.record.data_end);
     let mut space = BackwardSpace {
-        desc: Circular::new(cap, pos, ck.backward_desc_tail),
-        data: Circular::new(g.backward_data_blocks, data_head, ck.backward_data_tail),
+        desc: Circular::new(cap, end, tail),
+        data: Circular::new(data_cap, data_head, ck.backward_data_tail),
     };
     if expected < ck.next_generation {
         // Generations the checkpoint promises are missing: the undo chain is
@@ -162,8 +201,8 @@ fn scan_backward(
         );
         gens.clear();
         space = BackwardSpace {
-            desc: Circular::new(cap, pos, pos),
-            data: Circular::new(g.backward_data_blocks, data_head, data_head),
+            desc: Circular::new(cap, end, end),
+            data: Circular::new(data_cap, data_head, data_head),
         };
     }
     Ok((gens, space))
@@ -175,6 +214,29 @@ struct Tally<'a> {
     report: &'a mut RecoveryReport,
     /// Highest seq seen anywhere on disk (never handed out again).
     max_seq: u64,
+}
+
+/// True when a record's extent and (for a write) its data position are in bounds.
+fn record_in_bounds(r: &ForwardRecord, layout: &Layout, ring: usize, data_tail: u64) -> bool {
+    let rl = layout.rings[ring];
+    let extent_ok = r.extent().is_none_or(|(lba, n)| {
+        lba.checked_add(u64::from(n))
+            .is_some_and(|e| e <= layout.geometry.volume_blocks)
+    });
+    let data_ok = match r.body {
+        RecordBody::Write {
+            data_pos, nblocks, ..
+        } => {
+            let n = u64::from(nblocks);
+            rl.data_blocks > 0
+                && data_pos >= data_tail
+                && data_pos <= SANE
+                && data_pos % rl.data_blocks + n <= rl.data_blocks
+                && data_pos + n - data_tail <= rl.data_blocks
+        }
+        _ => true,
+    };
+    r.seq <= SANE && extent_ok && data_ok
 }
 
 /// Scans forward ring `ring` from its checkpointed tails.
@@ -216,6 +278,18 @@ fn scan_ring(
         if records[0].seq <= last_seq {
             break; // an older lap's block that happens to validate: not a continuation
         }
+        if !records
+            .iter()
+            .all(|r| record_in_bounds(r, layout, ring, tails.data))
+        {
+            tracing::warn!(
+                ring,
+                pos,
+                "forward ring ends at a block with out-of-range records"
+            );
+            tally.report.torn_rings.push(ring as u16);
+            break;
+        }
         let newest_in_block = records.last().map_or(0, |r| r.seq);
         if pos == tails.desc && newest_in_block <= mim_seq {
             // The checkpointed tail is always a block with a record newer than
@@ -235,35 +309,13 @@ fn scan_ring(
             } = r.body
             {
                 let n = u64::from(nblocks);
-                let fits = rl.data_blocks > 0
-                    && data_pos >= tails.data
-                    && data_pos % rl.data_blocks + n <= rl.data_blocks
-                    && data_pos + n - tails.data <= rl.data_blocks;
+                data_end = data_end.max(data_pos + n);
                 if r.seq <= mim_seq {
-                    data_end = data_end.max(data_pos + n);
                     continue; // already in the mirror; its space may be reused
-                }
-                if !fits
-                    || r.extent().is_some_and(|(lba, n)| {
-                        lba.checked_add(u64::from(n))
-                            .is_none_or(|e| e > layout.geometry.volume_blocks)
-                    })
-                {
-                    intact = false;
-                    break;
                 }
                 let mut data = AlignedBuf::zeroed(n as usize * bs);
                 q.read(layout.ring_data_byte(ring, data_pos), &mut data)?;
                 if crc32c::crc32c(&data) != data_crc {
-                    intact = false;
-                    break;
-                }
-                data_end = data_end.max(data_pos + n);
-            } else if let RecordBody::Zero { lba, nblocks } = r.body {
-                if lba
-                    .checked_add(u64::from(nblocks))
-                    .is_none_or(|e| e > layout.geometry.volume_blocks)
-                {
                     intact = false;
                     break;
                 }
@@ -276,7 +328,7 @@ fn scan_ring(
             tally.report.torn_rings.push(ring as u16);
             break;
         }
-        last_seq = records.last().map_or(last_seq, |r| r.seq);
+        last_seq = newest_in_block;
         tally.max_seq = tally.max_seq.max(last_seq);
         scan.data_head = data_end;
         for r in records {
@@ -300,20 +352,57 @@ fn scan_ring(
         newest = scan.records.last().map(|r| r.record.seq),
         "forward ring scanned"
     );
-    // Anything valid beyond the end is dropped; count it, and never reuse its seqs.
-    let mut ahead = pos + 1;
-    while ahead < pos + LOOKAHEAD_BLOCKS && ahead - tails.desc < rl.desc_blocks {
+    // Anything valid beyond the end is dropped: count it and never reuse its seqs.
+    for ahead in pos..pos + IN_FLIGHT_BLOCKS {
+        if ahead - tails.desc >= rl.desc_blocks {
+            break;
+        }
         q.read(layout.ring_desc_byte(ring, ahead), &mut block)?;
         if let Ok(records) = forward_block::decode(&block, id(ahead)) {
-            if records[0].seq > last_seq {
+            let newest = records.last().map_or(0, |r| r.seq);
+            if newest > last_seq && newest <= SANE {
                 tally.report.dropped_records += records.len() as u64;
-                tally.max_seq = tally.max_seq.max(records.last().map_or(0, |r| r.seq));
+                tally.max_seq = tally.max_seq.max(newest);
             }
         }
-        ahead += 1;
     }
     tally.report.forward_records += scan.records.len() as u64;
     Ok(scan)
+}
+
+/// Makes the end of a ring permanent: zeroes the blocks from its head across
+/// the window where batches in flight at the crash may sit, so a block written
+/// before the crash can never be taken for a continuation after a later one.
+fn erase_beyond(
+    q: &mut BlockingQueue,
+    layout: &Layout,
+    ring: usize,
+    head: u64,
+    tail: u64,
+) -> Result<()> {
+    let rl = layout.rings[ring];
+    let end = (head + IN_FLIGHT_BLOCKS).min(tail + rl.desc_blocks);
+    let bs = layout.geometry.bs();
+    let zero = AlignedBuf::zeroed(bs as usize);
+    let writes: Vec<(u64, &[u8])> = (head..end)
+        .map(|pos| (layout.ring_desc_byte(ring, pos), &zero[..]))
+        .collect();
+    q.write_many(&writes)?;
+    Ok(())
+}
+
+/// The mirror point a forward record stands for.
+fn mirror_point(end: &ForwardRecord, previous: &MirrorPoint) -> MirrorPoint {
+    let (marker, label) = match &end.body {
+        RecordBody::Marker { kind, label } => (Some(*kind), label.as_deref().map(str::to_string)),
+        _ => (None, None),
+    };
+    MirrorPoint {
+        seq: end.seq,
+        time_ns: end.time_ns.max(previous.time_ns),
+        marker,
+        label,
+    }
 }
 
 /// Reads everything back and completes an interrupted sync.
@@ -323,16 +412,7 @@ pub(crate) fn recover(device: &dyn Device, q: &mut BlockingQueue) -> Result<Reco
     let a = read_slot(q, layout.checkpoint[0])?;
     let b = read_slot(q, layout.checkpoint[1])?;
     let mut ck = Checkpoint::choose(&a, &b, &uuid)?;
-    if ck.rings.len() != layout.rings.len() {
-        return Err(EngineError::corrupt(
-            "checkpoint",
-            format!(
-                "{} rings recorded, the geometry has {}",
-                ck.rings.len(),
-                layout.rings.len()
-            ),
-        ));
-    }
+    check_checkpoint(&ck, &layout)?;
     let mut report = RecoveryReport::default();
     let (generations, space) = scan_backward(q, &layout, &uuid, &ck, &mut report)?;
     report.generations = generations.len() as u64;
@@ -347,6 +427,29 @@ pub(crate) fn recover(device: &dyn Device, q: &mut BlockingQueue) -> Result<Reco
         )?);
     }
     let max_seq = tally.max_seq;
+    for (ring, scan) in rings.iter().enumerate() {
+        erase_beyond(q, &layout, ring, scan.desc_head, ck.rings[ring].desc)?;
+    }
+    q.flush()?;
+    // Seqs are unique across rings; duplicates mean damage (or a forged image).
+    let mut merged: Vec<(u16, &IndexedRecord)> = rings
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| r.records.iter().map(move |x| (i as u16, x)))
+        .collect();
+    merged.sort_by_key(|(_, r)| r.record.seq);
+    if let Some(w) = merged
+        .windows(2)
+        .find(|w| w[0].1.record.seq == w[1].1.record.seq)
+    {
+        return Err(EngineError::corrupt(
+            "forward journal",
+            format!(
+                "seq {} appears in rings {} and {}",
+                w[0].1.record.seq, w[0].0, w[1].0
+            ),
+        ));
+    }
     let mut mirror = MirrorPoint {
         seq: ck.mim_seq,
         time_ns: ck.mim_time_ns,
@@ -357,60 +460,60 @@ pub(crate) fn recover(device: &dyn Device, q: &mut BlockingQueue) -> Result<Reco
         generation: ck.generation,
     };
     let mut failure = None;
-    // A generation committed past the checkpoint's mirror: finish its sync.
-    if let Some(last) = generations
-        .last()
-        .filter(|g| g.record.target_seq > ck.mim_seq)
-    {
-        let target = last.record.target_seq;
-        let mut merged: Vec<(u16, &IndexedRecord)> = rings
+    // Which sync to finish: the one a committed generation started past the
+    // checkpoint; or, when the generation chain is broken (device damage) and a
+    // sync may have been rewriting the mirror, everything recovered — the live
+    // volume stays exact and the points before it are reported lost.
+    let redo: Option<(u64, Option<u64>)> = match generations.last() {
+        Some(last) if last.record.target_seq > ck.mim_seq => {
+            Some((last.record.target_seq, Some(last.record.change_records)))
+        }
+        _ if !report.lost_generations.is_empty() => {
+            merged.last().map(|(_, r)| (r.record.seq, None))
+        }
+        _ => None,
+    };
+    if let Some((target, expected_changes)) = redo {
+        let upto: Vec<(u16, &IndexedRecord)> = merged
             .iter()
-            .enumerate()
-            .flat_map(|(i, r)| {
-                r.records
-                    .iter()
-                    .filter(|x| x.record.seq <= target)
-                    .map(move |x| (i as u16, x))
-            })
+            .copied()
+            .filter(|(_, r)| r.record.seq <= target)
             .collect();
-        merged.sort_by_key(|(_, r)| r.record.seq);
-        let (net, count) = mirror::net_change(merged.iter().map(|(ring, r)| (*ring, &r.record)));
-        let end = merged
+        let (net, count) = mirror::net_change(upto.iter().map(|(ring, r)| (*ring, &r.record)));
+        let end = upto
             .last()
             .filter(|(_, r)| r.record.seq == target)
             .map(|(_, r)| r.record.clone());
         match end {
-            Some(end) if count == last.record.change_records => {
+            Some(end) if expected_changes.is_none_or(|c| c == count) => {
                 mirror::apply(q, &layout, &net)?;
                 let tails: Vec<RingTails> = rings
                     .iter()
                     .zip(&ck.rings)
                     .map(|(r, cur)| mirror::tails_after(r.records.iter(), *cur, target))
                     .collect();
-                mirror = MirrorPoint {
-                    seq: target,
-                    time_ns: end.time_ns.max(mirror.time_ns),
-                    marker: match &end.body {
-                        RecordBody::Marker { kind, .. } => Some(*kind),
-                        _ => None,
-                    },
-                    label: match &end.body {
-                        RecordBody::Marker { label, .. } => label.as_deref().map(str::to_string),
-                        _ => None,
-                    },
-                };
+                mirror = mirror_point(&end, &mirror);
                 ck.mim_seq = mirror.seq;
                 ck.mim_time_ns = mirror.time_ns;
                 ck.mim_marker = mirror.marker;
                 ck.mim_label = mirror.label.clone();
                 ck.rings = tails;
-                ck.next_generation = ck.next_generation.max(last.record.id + 1);
+                if let Some(last) = generations.last() {
+                    ck.next_generation = ck.next_generation.max(last.record.id + 1);
+                }
+                if expected_changes.is_none() {
+                    ck.backward_desc_tail = space.desc.tail;
+                    ck.backward_data_tail = space.data.tail;
+                    report.mirror_rebuilt_to = Some(target);
+                } else {
+                    report.completed_sync_to = Some(target);
+                }
                 ck.seq_floor = ck.seq_floor.max(max_seq + 1);
                 checkpoints.write(q, &layout, &mut ck)?;
+                drop(merged);
                 for r in &mut rings {
                     r.records.retain(|x| x.record.seq > target);
                 }
-                report.completed_sync_to = Some(target);
             }
             _ => {
                 report.mirror_incomplete = true;
