@@ -60,6 +60,16 @@ enum Src {
     Bwd { pos: u64 },
 }
 
+/// One device read of a request: `len` bytes at device `offset` into the
+/// request's buffer (held in `slots[slot]`) at `buf_offset`.
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    slot: usize,
+    buf_offset: usize,
+    offset: u64,
+    len: u32,
+}
+
 #[derive(Debug)]
 struct Pending {
     tag: u64,
@@ -81,6 +91,8 @@ pub struct Reader {
     bwd: Vec<(u64, Src)>,
     slots: Vec<Option<Pending>>,
     free_slots: Vec<usize>,
+    /// Device reads not yet handed to the queue (it was full).
+    backlog: VecDeque<Piece>,
     done: VecDeque<ReadCompletion>,
     io: Vec<IoCompletion>,
     next_internal_tag: u64,
@@ -140,6 +152,7 @@ impl Reader {
             bwd: Vec::new(),
             slots: Vec::new(),
             free_slots: Vec::new(),
+            backlog: VecDeque::new(),
             done: VecDeque::new(),
             io: Vec::new(),
             next_internal_tag: 1 << 63,
@@ -264,9 +277,6 @@ impl Reader {
         if let Err(e) = self.check_extent(lba, n) {
             return Err((e, buf));
         }
-        if self.queue.in_flight() + n as usize > self.state.config.queue_depth as usize {
-            return Err((EngineError::Busy(self.queue.in_flight()), buf));
-        }
         let section = self.grace.open();
         if let Err(e) = self.plan(lba, n, at) {
             self.grace.close(section);
@@ -278,7 +288,6 @@ impl Reader {
         });
         let layout = &self.state.layout;
         let mut ios = 0u32;
-        let mut error = None;
         let mut i = 0usize;
         let n = n as usize;
         while i < n {
@@ -299,20 +308,12 @@ impl Reader {
                 Src::None => unreachable!("plan leaves no block without a source"),
             };
             if let Some(offset) = offset {
-                let req = IoRequest {
-                    kind: IoKind::Read,
+                self.backlog.push_back(Piece {
+                    slot,
+                    buf_offset: i * bs as usize,
                     offset,
-                    ptr: bytes.as_mut_ptr(),
                     len: bytes.len() as u32,
-                    tag: slot as u64,
-                };
-                // SAFETY: `buf` moves into `slots[slot]` below and stays there until
-                // every request of this read has completed; the ranges are disjoint.
-                if unsafe { self.queue.submit(req) }.is_err() {
-                    // The depth was checked above; a backend refusing anyway fails this read.
-                    error = Some(EngineError::Busy(self.queue.in_flight()));
-                    break;
-                }
+                });
                 ios += 1;
             }
             i += len;
@@ -322,12 +323,54 @@ impl Reader {
             buf,
             section,
             ios_left: ios,
-            error,
+            error: None,
         });
         if ios == 0 {
             self.finish(slot);
         }
+        self.submit_backlog();
         Ok(())
+    }
+
+    /// Hands waiting device requests to the queue while it has room.
+    fn submit_backlog(&mut self) {
+        while let Some(piece) = self.backlog.front().copied() {
+            let Some(Some(pending)) = self.slots.get_mut(piece.slot) else {
+                unreachable!("a backlog piece outlived its read");
+            };
+            assert!(piece.buf_offset + piece.len as usize <= pending.buf.len());
+            // SAFETY: in bounds (asserted); the buffer stays in `slots` until every
+            // piece of its read has completed (`ios_left` counts them).
+            let ptr = unsafe { pending.buf.as_mut_ptr().add(piece.buf_offset) };
+            let req = IoRequest {
+                kind: IoKind::Read,
+                offset: piece.offset,
+                ptr,
+                len: piece.len,
+                tag: piece.slot as u64,
+            };
+            // SAFETY: as above; pieces of one read cover disjoint ranges.
+            if unsafe { self.queue.submit(req) }.is_err() {
+                break; // full: more room after the next completions
+            }
+            self.backlog.pop_front();
+        }
+    }
+
+    /// Collects device completions (blocking for one when `block`), then refills the queue.
+    fn collect(&mut self, block: bool) {
+        self.io.clear();
+        if block {
+            self.queue.wait(&mut self.io);
+        } else {
+            self.queue.poll(&mut self.io);
+        }
+        let io = std::mem::take(&mut self.io);
+        for c in &io {
+            self.on_io(c);
+        }
+        self.io = io;
+        self.submit_backlog();
     }
 
     fn finish(&mut self, slot: usize) {
@@ -364,13 +407,7 @@ impl Reader {
 
     /// Moves finished reads into `out` without blocking; returns how many.
     pub fn poll(&mut self, out: &mut Vec<ReadCompletion>) -> usize {
-        self.io.clear();
-        self.queue.poll(&mut self.io);
-        let io = std::mem::take(&mut self.io);
-        for c in &io {
-            self.on_io(c);
-        }
-        self.io = io;
+        self.collect(false);
         let before = out.len();
         let mut i = 0;
         while i < self.done.len() {
@@ -424,13 +461,7 @@ impl Reader {
                 c.result?;
                 return Ok(c.buf.to_vec());
             }
-            self.io.clear();
-            self.queue.wait(&mut self.io);
-            let io = std::mem::take(&mut self.io);
-            for c in &io {
-                self.on_io(c);
-            }
-            self.io = io;
+            self.collect(true);
         }
     }
 
@@ -462,6 +493,15 @@ impl Reader {
     /// Every retained point, oldest first: snapshot generations, the mirror's
     /// point, then every write and marker of the forward window that is stable.
     pub fn points(&mut self) -> Vec<Point> {
+        // One section across the backward and ring reads: no sync can move the
+        // mirror, truncate rings and recycle space in between (it waits for us).
+        let section = self.grace.open();
+        let points = self.points_in_section();
+        self.grace.close(section);
+        points
+    }
+
+    fn points_in_section(&mut self) -> Vec<Point> {
         let stable = self.state.stable_seq();
         // Generations below the floor are being expired: no longer listed (and no longer readable).
         let floor = self.state.floor_seq.load(Ordering::SeqCst);
@@ -487,6 +527,13 @@ impl Reader {
 
     /// The actual retained point that serves a request for `at`.
     pub fn resolve(&mut self, at: &At) -> Result<Point> {
+        let section = self.grace.open();
+        let point = self.resolve_in_section(at);
+        self.grace.close(section);
+        point
+    }
+
+    fn resolve_in_section(&mut self, at: &At) -> Result<Point> {
         let stable = self.state.stable_seq();
         let floor = self.state.floor_seq.load(Ordering::SeqCst);
         let (mirror, oldest) = self.backward.read(|b| {
@@ -608,15 +655,11 @@ fn continues(layout: &crate::engine::geometry::Layout, prev: Src, next: Src) -> 
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        // Buffers must outlive their device requests.
+        // Buffers must outlive their device requests (the backlog is never submitted).
+        self.backlog.clear();
         while self.queue.in_flight() > 0 {
-            self.io.clear();
-            self.queue.wait(&mut self.io);
-            let io = std::mem::take(&mut self.io);
-            for c in &io {
-                self.on_io(c);
-            }
-            self.io = io;
+            self.collect(true);
+            self.backlog.clear();
         }
     }
 }

@@ -101,6 +101,8 @@ pub struct VolumeState {
     pub uuid: [u8; 16],
     pub config: VolumeConfig,
     pub next_seq: Padded<AtomicU64>,
+    /// The largest stable seq computed so far (keeps `stable_seq` monotone).
+    pub stable_floor: Padded<AtomicU64>,
     /// Writer rings then the control ring.
     pub rings: Box<[RingSlot]>,
     /// The mirror holds the volume as of this seq.
@@ -134,7 +136,14 @@ impl VolumeState {
             .map(|r| r.low.load(Ordering::SeqCst))
             .min()
             .unwrap_or(IDLE);
-        next.min(low) - 1
+        let fresh = next.min(low) - 1;
+        // A ring going from idle to busy lowers its watermark to a `next_seq`
+        // it loaded a moment ago, which can make the fresh value dip below one
+        // already handed out. Every value computed was a true bound when it was
+        // computed and stays one, so the answer is the largest ever seen.
+        self.stable_floor
+            .fetch_max(fresh, Ordering::SeqCst)
+            .max(fresh)
     }
 
     /// Marks the volume failed (first failure wins) and tells the operator.

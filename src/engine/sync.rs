@@ -569,9 +569,8 @@ impl Worker {
         };
         self.space
             .release_to(desc_tail, data_tail.min(self.space.data.head));
-        let mirror_point = self.backward.read().mirror().clone();
-        let tails = self.tails.clone();
-        self.write_checkpoint(&mirror_point, &tails)?;
+        // Announce before the checkpoint: a crash in between brings the generations
+        // back (still exact) rather than losing them without a word.
         for g in &victims {
             self.state.events.emit(Event::Expired {
                 generation: g.record.id,
@@ -579,6 +578,9 @@ impl Worker {
                 forced,
             });
         }
+        let mirror_point = self.backward.read().mirror().clone();
+        let tails = self.tails.clone();
+        self.write_checkpoint(&mirror_point, &tails)?;
         Ok(victims.iter().map(|g| g.record.id).collect())
     }
 

@@ -216,11 +216,17 @@ impl<T> TwinReader<T> {
         let before = counter.fetch_add(1, Ordering::SeqCst);
         debug_assert_eq!(before % 2, 0, "nested TwinReader::read");
         fence(Ordering::SeqCst);
+        // Leave the copy even if `f` panics, or the writer could never publish again.
+        struct Leave<'a>(&'a AtomicU64);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::Release);
+            }
+        }
+        let _leave = Leave(counter);
         let active = self.shared.active.load(Ordering::Acquire);
         // SAFETY: our odd counter keeps the writer out of this copy until we leave.
-        let result = f(unsafe { &*self.shared.copies[active].get() });
-        counter.fetch_add(1, Ordering::Release);
-        result
+        f(unsafe { &*self.shared.copies[active].get() })
     }
 }
 

@@ -133,6 +133,7 @@ impl Volume {
         let unclean = !report.torn_rings.is_empty()
             || report.dropped_records > 0
             || report.completed_sync_to.is_some()
+            || report.mirror_rebuilt_to.is_some()
             || !report.lost_generations.is_empty()
             || report.mirror_incomplete;
         if unclean {
@@ -474,6 +475,7 @@ fn build(
         layout,
         uuid: superblock.uuid,
         next_seq: Padded(AtomicU64::new(next_seq)),
+        stable_floor: Padded(AtomicU64::new(next_seq - 1)),
         rings: slots.into_boxed_slice(),
         mim_seq: Padded(AtomicU64::new(mirror.seq)),
         floor_seq: Padded(AtomicU64::new(floor)),

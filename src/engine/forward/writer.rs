@@ -32,8 +32,8 @@ use std::time::Duration;
 pub const RESERVED_TAGS: u64 = 1 << 63;
 const FLUSH_TAG: u64 = 1 << 63;
 const IO_BITS: u32 = 10;
-/// Batches in flight per ring.
-const MAX_BATCHES: usize = 64;
+/// Batches in flight per ring (recovery relies on this bound).
+pub const MAX_BATCHES: usize = 64;
 
 /// The outcome of one submitted request.
 #[derive(Debug)]
@@ -122,6 +122,8 @@ pub struct RingWriter {
     spare_desc: Vec<AlignedBuf>,
     failed: Option<EngineError>,
     next_internal_tag: u64,
+    /// Blocking requests whose caller gave up waiting: their completions are dropped.
+    abandoned: Vec<u64>,
     max_queued: usize,
 }
 
@@ -203,6 +205,7 @@ impl RingWriter {
             spare_desc,
             failed,
             next_internal_tag: RESERVED_TAGS,
+            abandoned: Vec::new(),
             max_queued: depth * 4,
             state,
         })
@@ -825,6 +828,14 @@ impl RingWriter {
             if let Some(i) = self.done.iter().position(|c| c.tag == tag) {
                 return self.done.remove(i).ok_or(EngineError::Closed);
             }
+            if !self.abandoned.is_empty() {
+                let abandoned = std::mem::take(&mut self.abandoned);
+                self.done.retain(|c| !abandoned.contains(&c.tag));
+                self.abandoned = abandoned
+                    .into_iter()
+                    .filter(|t| self.outstanding_tag(*t))
+                    .collect();
+            }
             if self.queue.in_flight() > 0 {
                 self.io.clear();
                 self.queue.wait(&mut self.io);
@@ -836,6 +847,9 @@ impl RingWriter {
                 idle_rounds = 0;
             } else {
                 if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+                    // The request stays in the journal (it may still complete);
+                    // nobody will collect its completion, so drop it when it comes.
+                    self.abandoned.push(tag);
                     return Err(EngineError::Busy(self.outstanding()));
                 }
                 // Another ring or the worker failed the volume: what we wait for
@@ -851,6 +865,16 @@ impl RingWriter {
                 }
             }
         }
+    }
+
+    /// True while `tag` has not completed yet.
+    fn outstanding_tag(&self, tag: u64) -> bool {
+        self.waiting.iter().any(|r| r.tag == tag)
+            || self
+                .batches
+                .iter()
+                .any(|b| b.entries.iter().any(|e| e.tag == tag))
+            || self.awaiting_stable.iter().any(|(_, t)| *t == tag)
     }
 
     fn blocking(&mut self, tag: u64) -> Result<u64> {
