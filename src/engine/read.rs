@@ -129,15 +129,7 @@ impl Reader {
             .grace
             .register()
             .ok_or(EngineError::Busy(crate::engine::grace::MAX_READERS))?;
-        let rings = state
-            .rings
-            .iter()
-            .map(|r| {
-                r.readers
-                    .reader()
-                    .ok_or(EngineError::Busy(crate::engine::twin::MAX_TWIN_READERS))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let rings = state.ring_readers()?;
         let backward = state
             .backward
             .reader()

@@ -172,6 +172,18 @@ impl VolumeState {
         }
     }
 
+    /// A reader of every ring's index (writer rings, then the control ring).
+    pub fn ring_readers(&self) -> super::error::Result<Vec<super::twin::TwinReader<RingIndex>>> {
+        self.rings
+            .iter()
+            .map(|r| {
+                r.readers
+                    .reader()
+                    .ok_or(EngineError::Busy(super::twin::MAX_TWIN_READERS))
+            })
+            .collect()
+    }
+
     /// Number of writer rings (the control ring excluded).
     pub fn writer_rings(&self) -> u16 {
         self.layout.geometry.rings

@@ -197,27 +197,9 @@ impl Worker {
         Ok(())
     }
 
-    /// The newest stable record above the mirror: (seq, is it a marker).
-    fn newest_stable_record(&mut self) -> Option<(u64, bool)> {
-        let stable = self.state.stable_seq();
-        let m = self.state.mim_seq.load(Ordering::SeqCst);
-        self.rings
-            .iter_mut()
-            .filter_map(|r| {
-                r.read(|ix| {
-                    ix.records_in(m, stable).last().map(|x| {
-                        (
-                            x.record.seq,
-                            matches!(x.record.body, RecordBody::Marker { .. }),
-                        )
-                    })
-                })
-            })
-            .max_by_key(|(seq, _)| *seq)
-    }
-
-    /// The newest stable marker above the mirror, in any ring.
-    fn newest_stable_marker(&mut self) -> Option<u64> {
+    /// The newest stable record above the mirror that `wanted` accepts, in any
+    /// ring: (seq, is it a marker).
+    fn newest_stable(&mut self, wanted: impl Fn(&RecordBody) -> bool) -> Option<(u64, bool)> {
         let stable = self.state.stable_seq();
         let m = self.state.mim_seq.load(Ordering::SeqCst);
         self.rings
@@ -226,11 +208,27 @@ impl Worker {
                 r.read(|ix| {
                     ix.records_in(m, stable)
                         .rev()
-                        .find(|x| matches!(x.record.body, RecordBody::Marker { .. }))
-                        .map(|x| x.record.seq)
+                        .find(|x| wanted(&x.record.body))
+                        .map(|x| {
+                            (
+                                x.record.seq,
+                                matches!(x.record.body, RecordBody::Marker { .. }),
+                            )
+                        })
                 })
             })
-            .max()
+            .max_by_key(|(seq, _)| *seq)
+    }
+
+    /// The newest stable record above the mirror: (seq, is it a marker).
+    fn newest_stable_record(&mut self) -> Option<(u64, bool)> {
+        self.newest_stable(|_| true)
+    }
+
+    /// The newest stable marker above the mirror, in any ring.
+    fn newest_stable_marker(&mut self) -> Option<u64> {
+        self.newest_stable(|b| matches!(b, RecordBody::Marker { .. }))
+            .map(|(seq, _)| seq)
     }
 
     /// Records a marker through the control ring and returns its point.

@@ -495,15 +495,7 @@ fn build(
         state.fail(f);
     }
     let control = RingWriter::claim(Arc::clone(&state), state.writer_rings())?;
-    let rings = state
-        .rings
-        .iter()
-        .map(|r| {
-            r.readers
-                .reader()
-                .ok_or(EngineError::Busy(twin::MAX_TWIN_READERS))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let rings = state.ring_readers()?;
     let worker = Worker {
         state: Arc::clone(&state),
         io,

@@ -374,34 +374,41 @@ impl Harness {
             )
         })?;
         for p in &points {
-            let (served, bytes) = match self.volume().read(0, BLOCKS, &At::Seq(p.seq)) {
-                Ok(r) => r,
-                Err(EngineError::BeforeRetention { .. } | EngineError::Expired(_)) => {
-                    self.check_vanished(p)?;
-                    continue;
-                }
-                Err(e) => {
-                    return Err(TestCaseError::fail(format!(
-                        "read at listed point {}: {e}",
-                        p.seq
-                    )))
-                }
-            };
-            self.compare(
-                &format!("point {} ({:?}) served by {}", p.seq, p.kind, served.seq),
-                served.seq,
-                0,
-                &bytes,
-            )?;
-            if served.seq != p.seq {
-                self.log
-                    .push(format!("read at {} served by {:?}", p.seq, served));
-                self.check_vanished(p)?;
-            }
+            self.check_listed_point(p, 0, BLOCKS)?;
         }
         let (_, now) = self.read(0, BLOCKS, &At::Now)?;
         self.compare("now", u64::MAX, 0, &now)?;
         self.drain_events()
+    }
+
+    /// Reads blocks `lba..lba + n` at listed point `p`: the bytes must be those
+    /// of the point that served the read, and a different serving point (or an
+    /// expiry error) is accepted only if `p` really left the list.
+    pub fn check_listed_point(&mut self, p: &Point, lba: u64, n: u64) -> Result<(), TestCaseError> {
+        let (served, bytes) = match self.volume().read(lba, n, &At::Seq(p.seq)) {
+            Ok(r) => r,
+            Err(EngineError::BeforeRetention { .. } | EngineError::Expired(_)) => {
+                return self.check_vanished(p)
+            }
+            Err(e) => {
+                return Err(TestCaseError::fail(format!(
+                    "read at listed point {}: {e}",
+                    p.seq
+                )))
+            }
+        };
+        self.compare(
+            &format!("point {} ({:?}) served by {}", p.seq, p.kind, served.seq),
+            served.seq,
+            lba,
+            &bytes,
+        )?;
+        if served.seq != p.seq {
+            self.log
+                .push(format!("read at {} served by {:?}", p.seq, served));
+            self.check_vanished(p)?;
+        }
+        Ok(())
     }
 
     /// A listed point may vanish only because a sync coalesced it or
@@ -485,29 +492,7 @@ impl Harness {
             Op::ReadPoint { pick, lba, n } => {
                 let points = self.volume().points();
                 let p = pick.get(&points).clone();
-                let (served, bytes) = match self.volume().read(*lba, *n, &At::Seq(p.seq)) {
-                    Ok(r) => r,
-                    Err(EngineError::BeforeRetention { .. } | EngineError::Expired(_)) => {
-                        return self.check_vanished(&p)
-                    }
-                    Err(e) => {
-                        return Err(TestCaseError::fail(format!(
-                            "read at listed point {}: {e}",
-                            p.seq
-                        )))
-                    }
-                };
-                self.compare(
-                    &format!("point {} served by {}", p.seq, served.seq),
-                    served.seq,
-                    *lba,
-                    &bytes,
-                )?;
-                if served.seq != p.seq {
-                    self.log
-                        .push(format!("read at {} served by {:?}", p.seq, served));
-                    self.check_vanished(&p)?;
-                }
+                self.check_listed_point(&p, *lba, *n)?;
             }
             Op::ReadNow { lba, n } => {
                 let (_, bytes) = self.read(*lba, *n, &At::Now)?;

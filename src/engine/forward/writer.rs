@@ -413,6 +413,17 @@ impl RingWriter {
         self.pump();
     }
 
+    /// Blocks until the device completes at least one request, and handles it.
+    fn wait_device(&mut self) {
+        self.io.clear();
+        self.queue.wait(&mut self.io);
+        let completions = std::mem::take(&mut self.io);
+        for c in &completions {
+            self.on_device_completion(c.tag, c.result.clone());
+        }
+        self.io = completions;
+    }
+
     fn on_device_completion(&mut self, tag: u64, result: std::result::Result<(), DeviceError>) {
         if tag & FLUSH_TAG != 0 {
             let covers = self.flush_covers.take();
@@ -837,13 +848,7 @@ impl RingWriter {
                     .collect();
             }
             if self.queue.in_flight() > 0 {
-                self.io.clear();
-                self.queue.wait(&mut self.io);
-                let completions = std::mem::take(&mut self.io);
-                for c in &completions {
-                    self.on_device_completion(c.tag, c.result.clone());
-                }
-                self.io = completions;
+                self.wait_device();
                 idle_rounds = 0;
             } else {
                 if deadline.is_some_and(|d| std::time::Instant::now() > d) {
@@ -938,13 +943,7 @@ impl Drop for RingWriter {
         while !self.batches.is_empty() && std::time::Instant::now() < deadline {
             self.drive();
             if self.queue.in_flight() > 0 {
-                self.io.clear();
-                self.queue.wait(&mut self.io);
-                let completions = std::mem::take(&mut self.io);
-                for c in &completions {
-                    self.on_device_completion(c.tag, c.result.clone());
-                }
-                self.io = completions;
+                self.wait_device();
             } else {
                 std::thread::yield_now();
             }
