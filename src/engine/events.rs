@@ -12,7 +12,10 @@ use std::sync::Mutex;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A snapshot generation expired, oldest first. `forced` when the backward
-    /// journal had no room (retention policy could not be honoured).
+    /// journal had no room (retention policy could not be honoured). Delivered
+    /// at least once: it is announced before the checkpoint that makes it
+    /// final, so after a crash in between the generation is back (still exact)
+    /// and is announced again when it expires again.
     Expired {
         generation: u64,
         point: Point,
