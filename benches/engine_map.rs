@@ -24,8 +24,15 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Retained generations measured.
-const SIZES: [u64; 3] = [10, 1_000, 100_000];
+/// Retained generations measured (`cargo bench`); `cargo test --benches`
+/// runs every benchmark once on small sizes instead (a smoke test).
+fn sizes() -> [u64; 3] {
+    if std::env::args().any(|a| a == "--bench") {
+        [10, 1_000, 100_000]
+    } else {
+        [10, 30, 100]
+    }
+}
 /// Volume size of the random shape, in blocks.
 const RANDOM_BLOCKS: u64 = 1 << 24;
 /// Extents per generation in the random shape (and in snapshot cost).
@@ -168,8 +175,8 @@ fn report_memory(shape: &str, n: u64, r: &Rolling) {
 fn fine_memory() {
     for hot in [true, false] {
         let shape = if hot { "hot" } else { "random" };
-        for n in SIZES {
-            if !hot && n == SIZES[2] {
+        for n in sizes() {
+            if !hot && n == sizes()[2] {
                 continue; // 434 MB of 2 MiB chunks above: granularity is noise there
             }
             let r = Rolling::new(hot, n, Arc::new(HeapChunks::with_chunk_bytes(64 << 10)));
@@ -187,7 +194,7 @@ fn map_benches(c: &mut Criterion) {
         lookup.warm_up_time(Duration::from_secs(1));
         lookup.measurement_time(Duration::from_secs(3));
         let mut indexes = Vec::new();
-        for n in SIZES {
+        for n in sizes() {
             let t = Instant::now();
             let mut r = Rolling::new(hot, n, Arc::new(HeapChunks::new()));
             eprintln!(
@@ -275,7 +282,7 @@ fn volume_geometry() -> Geometry {
     // Every sync step saves the hot block plus one random 1-4 block extent:
     // at most 2 undo runs (one 4 KiB record block) and 5 undo blocks. Room for
     // 100,000 generations plus slack, so nothing is ever forced out.
-    let gens = SIZES[2] + 10_000;
+    let gens = sizes()[2] + 10_000;
     Geometry {
         block_size: 4096,
         volume_blocks: VOL_BLOCKS,
@@ -379,7 +386,7 @@ fn report_volume_memory(n: u64, gens: &[Arc<Generation>], map_bytes: usize) {
 
 fn volume_benches(c: &mut Criterion) {
     let mut v = Built::new();
-    for n in SIZES {
+    for n in sizes() {
         let t = Instant::now();
         let before = v.volume.stats().generations;
         let label = format!("stage-{n}");
