@@ -17,6 +17,7 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use rewind::device::ram::RamDevice;
 use rewind::engine::backward::index::Generation;
 use rewind::engine::map::arena::HeapChunks;
+use rewind::engine::map::btree::BTree;
 use rewind::engine::map::version_index::{canonical_nodes, VersionIndex, Want};
 use rewind::engine::ondisk::generation::UndoExtent;
 use rewind::engine::{At, FormatOptions, Geometry, Retention, SyncPolicy, Volume, VolumeConfig};
@@ -156,6 +157,46 @@ impl Rolling {
     }
 }
 
+/// A plain `BTree<u128, u64>` of random keys, for comparison.
+struct Control {
+    tree: BTree<u128, u64>,
+    probes: Vec<u128>,
+    rng: Rng,
+}
+
+impl Control {
+    fn new(entries: usize, seed: u64) -> Control {
+        let mut c = Control {
+            tree: BTree::new(Arc::new(HeapChunks::new())),
+            probes: Vec::with_capacity(PROBES),
+            rng: Rng(0x5851_f42d_4c95_7f2d ^ seed),
+        };
+        let mut sample = Rng(c.rng.0);
+        for i in 0..entries {
+            let k = c.key();
+            c.tree.insert(k, i as u64);
+        }
+        // Re-generate the same key sequence to pick probes that are present.
+        let every = (entries / PROBES).max(1);
+        for i in 0..entries {
+            let k = (u128::from(sample.next()) << 64) | u128::from(sample.next());
+            if i % every == 0 && c.probes.len() < PROBES {
+                c.probes.push(k);
+            }
+        }
+        // Small trees: probe each key several times.
+        for i in 0..PROBES.saturating_sub(c.probes.len()) {
+            let k = c.probes[i % entries];
+            c.probes.push(k);
+        }
+        c
+    }
+
+    fn key(&mut self) -> u128 {
+        (u128::from(self.rng.next()) << 64) | u128::from(self.rng.next())
+    }
+}
+
 fn report_memory(shape: &str, n: u64, r: &Rolling) {
     let entries = r.index.entries();
     let bytes = r.index.memory_bytes();
@@ -225,7 +266,24 @@ fn map_benches(c: &mut Criterion) {
                     black_box(hits)
                 })
             });
-            indexes.push((n, r));
+            // Control: a plain B+-tree with as many (random) entries, searched
+            // once per probe. A query makes a fixed number of such searches per
+            // occupied level, so query/control is the per-query factor that must
+            // not grow with N; what the control itself grows by is tree depth
+            // and cache misses.
+            let control = Control::new(r.index.entries(), n);
+            lookup.bench_with_input(
+                BenchmarkId::new("btree_control_search", n),
+                &control.probes,
+                |b, p| {
+                    b.iter(|| {
+                        p.iter()
+                            .map(|k| control.tree.last_at_or_before(k).map_or(0, |(_, v)| v))
+                            .sum::<u64>()
+                    })
+                },
+            );
+            indexes.push((n, r, control));
         }
         lookup.finish();
 
@@ -234,7 +292,7 @@ fn map_benches(c: &mut Criterion) {
         let mut snap = c.benchmark_group(format!("engine_map/snapshot_{shape}"));
         snap.warm_up_time(Duration::from_secs(1));
         snap.measurement_time(Duration::from_secs(3));
-        for (n, r) in &mut indexes {
+        for (n, r, control) in &mut indexes {
             snap.bench_function(BenchmarkId::new("insert_generation", *n), |b| {
                 b.iter_custom(|iters| {
                     let mut spent = Duration::ZERO;
@@ -262,6 +320,29 @@ fn map_benches(c: &mut Criterion) {
                 })
             });
             assert_eq!(r.window.len() as u64, *n);
+            // Control: as many random inserts into the plain tree as one
+            // generation inserts map entries (removed again, untimed).
+            let per_gen = (r.index.entries() / r.window.len()).max(1);
+            eprintln!("snapshot {shape} N={n}: control inserts {per_gen} keys per iteration");
+            snap.bench_function(BenchmarkId::new("btree_control_inserts", *n), |b| {
+                b.iter_custom(|iters| {
+                    let mut spent = Duration::ZERO;
+                    let mut keys = Vec::with_capacity(per_gen);
+                    for _ in 0..iters {
+                        keys.clear();
+                        keys.extend((0..per_gen).map(|_| control.key()));
+                        let t = Instant::now();
+                        for k in &keys {
+                            control.tree.insert(*k, 1);
+                        }
+                        spent += t.elapsed();
+                        for k in &keys {
+                            control.tree.remove(k);
+                        }
+                    }
+                    spent
+                })
+            });
         }
         snap.finish();
         // Free the big indexes before the next shape is built.
