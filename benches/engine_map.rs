@@ -232,8 +232,9 @@ fn map_benches(c: &mut Criterion) {
         let shape = if hot { "hot" } else { "random" };
         let mut lookup = c.benchmark_group(format!("engine_map/lookup_{shape}"));
         lookup.throughput(Throughput::Elements(PROBES as u64));
-        lookup.warm_up_time(Duration::from_secs(1));
-        lookup.measurement_time(Duration::from_secs(3));
+        lookup.warm_up_time(Duration::from_millis(500));
+        lookup.measurement_time(Duration::from_secs(2));
+        lookup.sample_size(30);
         let mut indexes = Vec::new();
         for n in sizes() {
             let t = Instant::now();
@@ -290,8 +291,9 @@ fn map_benches(c: &mut Criterion) {
         // Snapshot cost: the window rolls by one generation per iteration (insert
         // the newest, expire the oldest); each benchmark times one half.
         let mut snap = c.benchmark_group(format!("engine_map/snapshot_{shape}"));
-        snap.warm_up_time(Duration::from_secs(1));
-        snap.measurement_time(Duration::from_secs(3));
+        snap.warm_up_time(Duration::from_millis(500));
+        snap.measurement_time(Duration::from_secs(2));
+        snap.sample_size(30);
         for (n, r, control) in &mut indexes {
             snap.bench_function(BenchmarkId::new("insert_generation", *n), |b| {
                 b.iter_custom(|iters| {
@@ -499,8 +501,9 @@ fn volume_benches(c: &mut Criterion) {
         drop(gens);
 
         let mut group = c.benchmark_group(format!("engine_volume/N={n}"));
-        group.warm_up_time(Duration::from_secs(1));
-        group.measurement_time(Duration::from_secs(3));
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+        group.sample_size(30);
         for (name, at) in [
             ("resolve_seq_oldest", At::Seq(oldest.seq)),
             ("resolve_time_oldest", At::Time(oldest.time_ns)),
