@@ -5,10 +5,11 @@
 //! - `engine_journal/append/*`: 4 KiB and 64 KiB writes through
 //!   `RingWriter::submit_write`, keeping 32 (or 128) in flight and polling in a
 //!   loop the way a reactor core would; one more case uses the geometry of
-//!   `Geometry::for_volume` instead of the sized rings. Writes cycle over a 16 MiB region, so each sync
-//!   the worker runs meanwhile (fill trigger 90%) moves at most 16 MiB. Criterion
-//!   reports bytes/s; appends/s, syncs during the measurement and the highest
-//!   forward-ring fill seen are printed (eprintln).
+//!   `Geometry::for_volume` instead of the sized rings. Writes cycle over a
+//!   16 MiB region, so each sync the worker runs meanwhile (fill trigger 90%)
+//!   moves at most 16 MiB. Criterion reports bytes/s; appends/s, syncs during
+//!   the measurement, the highest forward-ring fill seen and the longest stalls
+//!   are printed (eprintln).
 //! - `engine_journal/sync/*`: MiB/s of net change applied by one `sync_now()`
 //!   after 64 MiB of distinct blocks were written (the writes are not timed).
 
