@@ -92,6 +92,7 @@ fn open(backend: Backend, geometry: &Geometry, retention: Retention, tag: &str) 
                 FileOptions {
                     create_size: Some(layout.end),
                     direct: true,
+                    ..Default::default()
                 },
             )
             .expect("file device (io_uring, O_DIRECT)");

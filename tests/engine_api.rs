@@ -513,6 +513,7 @@ fn reopen_on_an_o_direct_file() {
         FileOptions {
             create_size: Some(32 << 20),
             direct: true,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -35,10 +35,14 @@ const BLKGETSIZE64: libc::Ioctl = ((2u64 << 30) | (8 << 16) | (0x12 << 8) | 114)
 /// How to open a [`FileDevice`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileOptions {
-    /// Create the file, sparse, at this size when it does not exist.
+    /// Create the file at this size when it does not exist.
     pub create_size: Option<u64>,
     /// Open with O_DIRECT (bypass the page cache). Default true.
     pub direct: bool,
+    /// Allocate a created file's blocks up front (fallocate) so writes never
+    /// wait for block allocation; falls back to sparse where unsupported.
+    /// Default true.
+    pub preallocate: bool,
 }
 
 impl Default for FileOptions {
@@ -46,6 +50,7 @@ impl Default for FileOptions {
         FileOptions {
             create_size: None,
             direct: true,
+            preallocate: true,
         }
     }
 }
@@ -72,7 +77,7 @@ impl FileDevice {
     pub fn open(path: &Path, options: FileOptions) -> Result<Arc<FileDevice>, DeviceError> {
         let shown: Arc<str> = Arc::from(path.display().to_string());
         let created = match options.create_size {
-            Some(size) => create_sparse(path, &shown, size)?,
+            Some(size) => create_sparse(path, &shown, size, options.preallocate)?,
             None => false,
         };
         let mut open_options = OpenOptions::new();
@@ -152,8 +157,14 @@ impl Device for FileDevice {
     }
 }
 
-/// Creates `path` sparse at `size` bytes unless it exists; true when created.
-fn create_sparse(path: &Path, shown: &str, size: u64) -> Result<bool, DeviceError> {
+/// Creates `path` at `size` bytes unless it exists (preallocated when asked
+/// and supported, sparse otherwise); true when created.
+fn create_sparse(
+    path: &Path,
+    shown: &str,
+    size: u64,
+    preallocate: bool,
+) -> Result<bool, DeviceError> {
     if size == 0 {
         return Err(DeviceError::Invalid(format!(
             "cannot create {shown} with size 0"
@@ -171,6 +182,16 @@ fn create_sparse(path: &Path, shown: &str, size: u64) -> Result<bool, DeviceErro
             format!("ftruncate to {size} bytes"),
             &error,
         ));
+    }
+    if preallocate {
+        use std::os::fd::AsRawFd;
+        let len = libc::off_t::try_from(size).unwrap_or(libc::off_t::MAX);
+        // SAFETY: a valid open descriptor and in-range arguments.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+        if rc != 0 {
+            let error = std::io::Error::last_os_error();
+            tracing::warn!(file = shown, %error, "could not preallocate; the file stays sparse");
+        }
     }
     Ok(true)
 }
@@ -538,6 +559,7 @@ mod tests {
             let options = FileOptions {
                 create_size: Some(4096),
                 direct: true,
+                ..Default::default()
             };
             if FileDevice::open(&probe, options).is_ok() {
                 return dir;
@@ -555,6 +577,7 @@ mod tests {
         let options = FileOptions {
             create_size: Some(8 << 20),
             direct: true,
+            ..Default::default()
         };
         let device = FileDevice::open(&path, options).expect("open");
         let info = device.info();
@@ -571,6 +594,7 @@ mod tests {
         let options = FileOptions {
             create_size: Some(4 << 20),
             direct: false,
+            ..Default::default()
         };
         let device = FileDevice::open(&dir.path().join("buffered"), options).expect("open");
         conformance::check(&*device);
@@ -583,6 +607,7 @@ mod tests {
         let options = FileOptions {
             create_size: Some(1 << 20),
             direct: true,
+            ..Default::default()
         };
         let data = conformance::pattern(5, 64 << 10);
         {
@@ -595,6 +620,7 @@ mod tests {
         let bigger = FileOptions {
             create_size: Some(2 << 20),
             direct: true,
+            ..Default::default()
         };
         let device = FileDevice::open(&path, bigger).expect("reopen");
         assert_eq!(device.info().size_bytes, 1 << 20);
@@ -619,6 +645,7 @@ mod tests {
         let zero = FileOptions {
             create_size: Some(0),
             direct: true,
+            ..Default::default()
         };
         assert!(matches!(
             FileDevice::open(&dir.path().join("zero"), zero),
@@ -670,6 +697,7 @@ mod tests {
         let options = FileOptions {
             create_size: Some(1 << 20),
             direct: true,
+            ..Default::default()
         };
         match FileDevice::open(&path, options) {
             Ok(device) => {
@@ -696,6 +724,7 @@ mod tests {
         let options = FileOptions {
             create_size: Some(4 << 20),
             direct: true,
+            ..Default::default()
         };
         let device = FileDevice::open(&dir.path().join("drop"), options).expect("open");
         let mut bufs: Vec<AlignedBuf> = (0..16).map(|_| AlignedBuf::zeroed(64 << 10)).collect();
@@ -724,6 +753,7 @@ mod tests {
         let options = FileOptions {
             create_size: Some(1 << 20),
             direct: true,
+            ..Default::default()
         };
         let device = FileDevice::open(&path, options).expect("open");
         // Someone shrinks the file under the device: the last 4 KiB read comes
@@ -758,6 +788,7 @@ mod tests {
             let options = FileOptions {
                 create_size: Some(1 << 20),
                 direct,
+                ..Default::default()
             };
             let device = FileDevice::open(&path, options).expect("open");
             // A page the kernel may not write to: the read fails with EFAULT.

@@ -47,9 +47,10 @@ impl Geometry {
         let volume_blocks = volume_bytes / bs;
         let rings_u64 = u64::from(rings.max(1));
         let ring_data_blocks = (volume_blocks / 8 / rings_u64).max(4 * MAX_WRITE_BYTES / bs);
-        let entries_per_block = (bs - 64) / 64;
-        // Room for every data block written as its own 1-block record, plus slack.
-        let ring_desc_blocks = (ring_data_blocks / entries_per_block).max(64) * 2;
+        // A batch takes one descriptor block however few writes it holds, and at
+        // low queue depth every write is its own batch: with one descriptor block
+        // per data block, small writes never run out of descriptors before data.
+        let ring_desc_blocks = ring_data_blocks.max(64);
         let backward_data_blocks = (volume_blocks / 2).max(4 * MAX_WRITE_BYTES / bs);
         let backward_desc_blocks = (backward_data_blocks / 16).max(64);
         let g = Geometry {

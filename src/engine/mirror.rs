@@ -25,6 +25,17 @@ pub fn max_run_blocks(layout: &Layout) -> u64 {
     (crate::engine::geometry::MAX_WRITE_BYTES / layout.geometry.bs()).max(1)
 }
 
+/// Where the new contents of a write or write-zeroes record come from.
+pub fn change_source(ring: u16, r: &ForwardRecord) -> ChangeSource {
+    match r.body {
+        RecordBody::Write { data_pos, .. } => ChangeSource::Forward {
+            ring,
+            pos: data_pos,
+        },
+        _ => ChangeSource::Zero,
+    }
+}
+
 /// The net change of `records` (any order of rings, ascending seq) and how many
 /// write and write-zeroes records it came from.
 pub fn net_change<'a>(records: impl Iterator<Item = (u16, &'a ForwardRecord)>) -> (NetChange, u64) {
@@ -38,28 +49,9 @@ pub fn net_change<'a>(records: impl Iterator<Item = (u16, &'a ForwardRecord)>) -
             r.seq
         );
         last_seq = r.seq;
-        match r.body {
-            RecordBody::Write {
-                lba,
-                nblocks,
-                data_pos,
-                ..
-            } => {
-                net.overwrite(
-                    lba,
-                    u64::from(nblocks),
-                    ChangeSource::Forward {
-                        ring,
-                        pos: data_pos,
-                    },
-                );
-                count += 1;
-            }
-            RecordBody::Zero { lba, nblocks } => {
-                net.overwrite(lba, u64::from(nblocks), ChangeSource::Zero);
-                count += 1;
-            }
-            RecordBody::Marker { .. } => {}
+        if let Some((lba, n)) = r.extent() {
+            net.overwrite(lba, u64::from(n), change_source(ring, r));
+            count += 1;
         }
     }
     (net, count)
@@ -83,15 +75,56 @@ fn chunks<T: Copy>(items: &[T], blocks: impl Fn(&T) -> u64, bs: u64) -> Vec<Vec<
     out
 }
 
-/// Splits one buffer into consecutive slices of the given block counts.
-fn carve(mut buf: &mut [u8], blocks: impl Iterator<Item = u64>, bs: u64) -> Vec<&mut [u8]> {
-    let mut out = Vec::new();
-    for n in blocks {
-        let (head, rest) = buf.split_at_mut((n * bs) as usize);
-        out.push(head);
-        buf = rest;
+/// One device transfer to or from `buf[at..at + len]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Transfer {
+    device: u64,
+    at: usize,
+    len: usize,
+}
+
+/// Joins consecutive transfers whose device bytes and buffer bytes are both
+/// contiguous into one request (never across a ring's lap or a region edge,
+/// whose device offsets are not contiguous).
+fn join(transfers: impl Iterator<Item = Transfer>) -> Vec<Transfer> {
+    let mut out: Vec<Transfer> = Vec::new();
+    for t in transfers {
+        match out.last_mut() {
+            Some(last)
+                if last.device + last.len as u64 == t.device && last.at + last.len == t.at =>
+            {
+                last.len += t.len
+            }
+            _ => out.push(t),
+        }
     }
     out
+}
+
+/// Disjoint mutable slices of `buf` for transfers in increasing buffer order.
+fn slices_mut<'a>(mut buf: &'a mut [u8], transfers: &[Transfer]) -> Vec<(u64, &'a mut [u8])> {
+    let mut consumed = 0;
+    let mut out = Vec::with_capacity(transfers.len());
+    for t in transfers {
+        assert!(t.at >= consumed, "transfers out of buffer order");
+        let rest = std::mem::take(&mut buf);
+        let (_, rest) = rest.split_at_mut(t.at - consumed);
+        let (piece, rest) = rest.split_at_mut(t.len);
+        out.push((t.device, piece));
+        buf = rest;
+        consumed = t.at + t.len;
+    }
+    out
+}
+
+/// The buffer the sync steps stage data in: allocated once, reused for every chunk.
+#[derive(Debug)]
+pub struct Scratch(AlignedBuf);
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch(AlignedBuf::zeroed(CHUNK_BYTES as usize))
+    }
 }
 
 /// Copies the mirror's contents of each run `(lba, nblocks)` to backward data
@@ -101,6 +134,7 @@ pub fn copy_out(
     layout: &Layout,
     runs: &[(u64, u64)],
     positions: &[u64],
+    scratch: &mut Scratch,
 ) -> Result<()> {
     assert_eq!(runs.len(), positions.len());
     let bs = layout.geometry.bs();
@@ -110,19 +144,30 @@ pub fn copy_out(
         .map(|(&(lba, n), &pos)| (lba, n, pos))
         .collect();
     for chunk in chunks(&items, |it| it.1, bs) {
-        let total: u64 = chunk.iter().map(|it| it.1).sum();
-        let mut buf = AlignedBuf::zeroed((total * bs) as usize);
-        let mut slices = carve(&mut buf, chunk.iter().map(|it| it.1), bs);
-        let mut reads: Vec<(u64, &mut [u8])> = chunk
+        let mut at = 0usize;
+        let placed: Vec<(u64, u64, usize, usize)> = chunk
             .iter()
-            .zip(slices.iter_mut())
-            .map(|(it, s)| (layout.mim_byte(it.0), &mut **s))
+            .map(|&(lba, n, pos)| {
+                let len = (n * bs) as usize;
+                at += len;
+                (lba, pos, at - len, len)
+            })
             .collect();
-        q.read_many(&mut reads)?;
-        let writes: Vec<(u64, &[u8])> = chunk
+        let buf = &mut scratch.0[..at];
+        let reads = join(placed.iter().map(|&(lba, _, at, len)| Transfer {
+            device: layout.mim_byte(lba),
+            at,
+            len,
+        }));
+        q.read_many(&mut slices_mut(buf, &reads))?;
+        let writes = join(placed.iter().map(|&(_, pos, at, len)| Transfer {
+            device: layout.backward_data_byte(pos),
+            at,
+            len,
+        }));
+        let writes: Vec<(u64, &[u8])> = writes
             .iter()
-            .zip(slices.iter())
-            .map(|(it, s)| (layout.backward_data_byte(it.2), &**s))
+            .map(|t| (t.device, &scratch.0[t.at..t.at + t.len]))
             .collect();
         q.write_many(&writes)?;
     }
@@ -131,8 +176,13 @@ pub fn copy_out(
 }
 
 /// Writes the net change into the mirror (reading forward data from the
-/// rings), then flushes.
-pub fn apply(q: &mut BlockingQueue, layout: &Layout, net: &NetChange) -> Result<()> {
+/// rings), then flushes. Adjacent changes become one mirror write.
+pub fn apply(
+    q: &mut BlockingQueue,
+    layout: &Layout,
+    net: &NetChange,
+    scratch: &mut Scratch,
+) -> Result<()> {
     let bs = layout.geometry.bs();
     let max_run = max_run_blocks(layout);
     // Split long zero extents so every piece is one bounded request.
@@ -153,24 +203,37 @@ pub fn apply(q: &mut BlockingQueue, layout: &Layout, net: &NetChange) -> Result<
         }
     }
     for chunk in chunks(&pieces, |p| p.1, bs) {
-        let total: u64 = chunk.iter().map(|p| p.1).sum();
-        let mut buf = AlignedBuf::zeroed((total * bs) as usize);
-        let mut slices = carve(&mut buf, chunk.iter().map(|p| p.1), bs);
-        let mut reads: Vec<(u64, &mut [u8])> = chunk
+        let mut at = 0usize;
+        let placed: Vec<(u64, ChangeSource, usize, usize)> = chunk
             .iter()
-            .zip(slices.iter_mut())
-            .filter_map(|(p, s)| match p.2 {
-                ChangeSource::Forward { ring, pos } => {
-                    Some((layout.ring_data_byte(usize::from(ring), pos), &mut **s))
-                }
-                ChangeSource::Zero => None, // the buffer is already zero
+            .map(|&(lba, n, src)| {
+                let len = (n * bs) as usize;
+                at += len;
+                (lba, src, at - len, len)
             })
             .collect();
-        q.read_many(&mut reads)?;
-        let writes: Vec<(u64, &[u8])> = chunk
+        for &(_, src, at, len) in &placed {
+            if src == ChangeSource::Zero {
+                scratch.0[at..at + len].fill(0);
+            }
+        }
+        let reads = join(placed.iter().filter_map(|&(_, src, at, len)| match src {
+            ChangeSource::Forward { ring, pos } => Some(Transfer {
+                device: layout.ring_data_byte(usize::from(ring), pos),
+                at,
+                len,
+            }),
+            ChangeSource::Zero => None,
+        }));
+        q.read_many(&mut slices_mut(&mut scratch.0[..at], &reads))?;
+        let writes = join(placed.iter().map(|&(lba, _, at, len)| Transfer {
+            device: layout.mim_byte(lba),
+            at,
+            len,
+        }));
+        let writes: Vec<(u64, &[u8])> = writes
             .iter()
-            .zip(slices.iter())
-            .map(|(p, s)| (layout.mim_byte(p.0), &**s))
+            .map(|t| (t.device, &scratch.0[t.at..t.at + t.len]))
             .collect();
         q.write_many(&writes)?;
     }
@@ -294,6 +357,31 @@ mod tests {
             }
         );
         assert_eq!(tails_after(recs.iter(), cur, 0), cur);
+    }
+
+    #[test]
+    fn transfers_join_only_when_both_sides_are_contiguous() {
+        let t = |device, at, len| Transfer { device, at, len };
+        let joined = join(
+            [
+                t(100, 0, 10),
+                t(110, 10, 5),
+                t(200, 15, 5),
+                t(205, 30, 5),
+                t(210, 35, 5),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(joined, vec![t(100, 0, 15), t(200, 15, 5), t(205, 30, 10)]);
+        let mut buf = vec![0u8; 40];
+        let slices = slices_mut(&mut buf, &joined);
+        assert_eq!(
+            slices
+                .iter()
+                .map(|(d, s)| (*d, s.len()))
+                .collect::<Vec<_>>(),
+            vec![(100, 15), (200, 5), (205, 10)]
+        );
     }
 
     #[test]

@@ -595,11 +595,7 @@ impl Reader {
                     return Ok(mirror.point());
                 }
                 let found = self.backward.read(|b| {
-                    b.generations()
-                        .range(oldest.seq..m)
-                        .rev()
-                        .map(|(_, g)| g)
-                        .find(|g| g.record.point_time_ns <= t)
+                    b.newest_at_or_before_time(t, oldest.seq, m)
                         .map(|g| g.point())
                 });
                 found.ok_or(EngineError::TimeBeforeRetention {
@@ -616,14 +612,9 @@ impl Reader {
                 if mirror.label.as_deref() == Some(label.as_str()) {
                     return Ok(mirror.point());
                 }
-                let found = self.backward.read(|b| {
-                    b.generations()
-                        .range(oldest.seq..m)
-                        .rev()
-                        .map(|(_, g)| g)
-                        .find(|g| g.record.point_label.as_deref() == Some(label.as_str()))
-                        .map(|g| g.point())
-                });
+                let found = self
+                    .backward
+                    .read(|b| b.newest_with_label(label, oldest.seq, m).map(|g| g.point()));
                 found.ok_or_else(|| EngineError::UnknownLabel(label.clone()))
             }
         }

@@ -486,7 +486,7 @@ pub(crate) fn recover(device: &dyn Device, q: &mut BlockingQueue) -> Result<Reco
             .map(|(_, r)| r.record.clone());
         match end {
             Some(end) if expected_changes.is_none_or(|c| c == count) => {
-                mirror::apply(q, &layout, &net)?;
+                mirror::apply(q, &layout, &net, &mut mirror::Scratch::default())?;
                 let tails: Vec<RingTails> = rings
                     .iter()
                     .zip(&ck.rings)

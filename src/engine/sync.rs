@@ -30,6 +30,7 @@ use crate::engine::error::{EngineError, Result};
 use crate::engine::events::Event;
 use crate::engine::forward::index::{IndexedRecord, RingIndex};
 use crate::engine::forward::writer::RingWriter;
+use crate::engine::map::net_change::NetChange;
 use crate::engine::mirror::{self, CheckpointWriter};
 use crate::engine::ondisk::checkpoint::{Checkpoint, RingTails};
 use crate::engine::ondisk::forward_block::RecordBody;
@@ -62,6 +63,8 @@ pub(crate) struct Worker {
     pub rings: Vec<TwinReader<RingIndex>>,
     pub space: BackwardSpace,
     pub checkpoints: CheckpointWriter,
+    /// Staging buffer for the sync steps (allocated once).
+    pub scratch: mirror::Scratch,
     pub next_generation: u64,
     /// Durable ring tails (as in the last checkpoint).
     pub tails: Vec<RingTails>,
@@ -312,28 +315,29 @@ impl Worker {
             last.1.record.seq, target,
             "the sync target must be a record"
         );
-        // Cut into steps: after every bookmark, and before the undo budget overflows.
+        // Cut into steps: after every bookmark, and before the undo data a step
+        // must save (its net change, not the bytes written) overflows half the
+        // backward journal.
         let g = &self.state.layout.geometry;
         let budget_blocks = g.backward_data_blocks / 2;
         let budget_extents = ((g.backward_desc_blocks / 2) * g.bs()).saturating_sub(256) / 24;
         let max_run = mirror::max_run_blocks(&self.state.layout);
+        let over_budget = |net: &NetChange| {
+            net.blocks() > budget_blocks
+                || net.extent_count() as u64 + net.blocks() / max_run > budget_extents
+        };
         let mut start = 0usize;
-        let mut blocks = 0u64;
-        let mut extents = 0u64;
+        let mut net = NetChange::new();
         for i in 0..records.len() {
-            let r = &records[i].1.record;
-            if let Some((_, n)) = r.extent() {
-                let n = u64::from(n);
-                if blocks + n > budget_blocks || extents + 1 + n / max_run + 1 > budget_extents {
-                    if i > start {
-                        self.step(&records[start..i], &mut report)?;
-                        start = i;
-                    }
-                    blocks = 0;
-                    extents = 0;
+            let (ring, r) = (records[i].0, &records[i].1.record);
+            if let Some((lba, n)) = r.extent() {
+                net.overwrite(lba, u64::from(n), mirror::change_source(ring, r));
+                if over_budget(&net) && i > start {
+                    self.step(&records[start..i], &mut report)?;
+                    start = i;
+                    net = NetChange::new();
+                    net.overwrite(lba, u64::from(n), mirror::change_source(ring, r));
                 }
-                blocks += n;
-                extents += 1 + n / max_run + 1;
             }
             let bookmark = matches!(
                 r.body,
@@ -345,8 +349,7 @@ impl Worker {
             if bookmark || i + 1 == records.len() {
                 self.step(&records[start..=i], &mut report)?;
                 start = i + 1;
-                blocks = 0;
-                extents = 0;
+                net = NetChange::new();
             }
         }
         self.last_sync = Instant::now();
@@ -395,7 +398,13 @@ impl Worker {
         };
 
         // 2. Undo data.
-        mirror::copy_out(&mut self.io, &layout, &runs, &placement.data)?;
+        mirror::copy_out(
+            &mut self.io,
+            &layout,
+            &runs,
+            &placement.data,
+            &mut self.scratch,
+        )?;
 
         // 3. The generation record.
         let mirror_now = self.backward.read().mirror().clone();
@@ -449,7 +458,7 @@ impl Worker {
         self.state.grace.synchronize();
 
         // 5. The mirror.
-        mirror::apply(&mut self.io, &layout, &net)?;
+        mirror::apply(&mut self.io, &layout, &net, &mut self.scratch)?;
 
         // 6. Checkpoint: the mirror holds `end`, forward space before it is free.
         let new_mirror = MirrorPoint {

@@ -506,6 +506,7 @@ fn build(
             desc: Circular::new(space.desc.capacity, space.desc.head, space.desc.tail),
             data: Circular::new(space.data.capacity, space.data.head, space.data.tail),
         },
+        scratch: super::mirror::Scratch::default(),
         checkpoints: CheckpointWriter {
             generation: checkpoints.generation,
         },

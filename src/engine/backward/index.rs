@@ -15,7 +15,7 @@ use crate::engine::map::version_index::VersionIndex;
 use crate::engine::ondisk::generation::GenerationRecord;
 use crate::engine::point::{MarkerKind, Point, PointKind};
 use crate::engine::twin::Absorb;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// A committed generation and where its record sits.
@@ -86,6 +86,11 @@ pub enum BackwardOp {
 #[derive(Debug)]
 pub struct BackwardIndex {
     generations: BTreeMap<u64, Arc<Generation>>,
+    /// (point time, point seq) of every generation: times never decrease with
+    /// seqs, so "newest point at or before a time" is one range lookup.
+    by_time: BTreeSet<(u64, u64)>,
+    /// Point seqs of the generations whose point carries a label.
+    by_label: HashMap<String, BTreeSet<u64>>,
     mirror: MirrorPoint,
     map: VersionIndex,
 }
@@ -94,6 +99,8 @@ impl BackwardIndex {
     pub fn new(mirror: MirrorPoint, chunks: Arc<dyn ChunkSource>) -> Self {
         BackwardIndex {
             generations: BTreeMap::new(),
+            by_time: BTreeSet::new(),
+            by_label: HashMap::new(),
             mirror,
             map: VersionIndex::new(chunks),
         }
@@ -106,6 +113,30 @@ impl BackwardIndex {
 
     pub fn mirror(&self) -> &MirrorPoint {
         &self.mirror
+    }
+
+    /// The newest generation point at or before `time_ns` with `from <= point < to`.
+    pub fn newest_at_or_before_time(
+        &self,
+        time_ns: u64,
+        from: u64,
+        to: u64,
+    ) -> Option<&Arc<Generation>> {
+        self.by_time
+            .range(..=(time_ns, u64::MAX))
+            .rev()
+            .map(|&(_, seq)| seq)
+            .find(|seq| (from..to).contains(seq))
+            .and_then(|seq| self.generations.get(&seq))
+    }
+
+    /// The newest generation point with this label and `from <= point < to`.
+    pub fn newest_with_label(&self, label: &str, from: u64, to: u64) -> Option<&Arc<Generation>> {
+        self.by_label
+            .get(label)?
+            .range(from..to)
+            .next_back()
+            .and_then(|seq| self.generations.get(seq))
     }
 
     /// The versioned map (version = generation point, location = backward data position).
@@ -129,12 +160,34 @@ impl Absorb<BackwardOp> for BackwardIndex {
                     self.map
                         .insert(x.lba, u64::from(x.nblocks), point, x.data_pos);
                 }
+                if let Some(&(newest_time, _)) = self.by_time.last() {
+                    assert!(
+                        g.record.point_time_ns >= newest_time,
+                        "generation times never decrease"
+                    );
+                }
+                self.by_time.insert((g.record.point_time_ns, point));
+                if let Some(label) = &g.record.point_label {
+                    self.by_label
+                        .entry(label.clone())
+                        .or_default()
+                        .insert(point);
+                }
                 self.generations.insert(point, Arc::clone(g));
             }
             BackwardOp::Remove(point) => {
                 let oldest = self.generations.first_key_value().map(|(&p, _)| p);
                 assert_eq!(oldest, Some(*point), "generations expire oldest first");
                 if let Some(g) = self.generations.remove(point) {
+                    self.by_time.remove(&(g.record.point_time_ns, *point));
+                    if let Some(label) = &g.record.point_label {
+                        if let Some(set) = self.by_label.get_mut(label) {
+                            set.remove(point);
+                            if set.is_empty() {
+                                self.by_label.remove(label);
+                            }
+                        }
+                    }
                     for x in &g.record.extents {
                         self.map.remove(x.lba, u64::from(x.nblocks), *point);
                     }

@@ -9,7 +9,6 @@
 use crate::engine::map::arena::ChunkSource;
 use crate::engine::map::version_index::{VersionIndex, ZERO_LOC};
 use crate::engine::ondisk::forward_block::{ForwardRecord, RecordBody};
-use crate::engine::point::MarkerKind;
 use crate::engine::twin::Absorb;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -35,6 +34,8 @@ pub enum RingOp {
 pub struct RingIndex {
     pub ring: u16,
     records: VecDeque<IndexedRecord>,
+    /// Seqs and labels of the labelled markers among `records` (few), for label lookups.
+    bookmarks: VecDeque<(u64, Box<str>)>,
     map: VersionIndex,
 }
 
@@ -43,6 +44,7 @@ impl RingIndex {
         RingIndex {
             ring,
             records: VecDeque::new(),
+            bookmarks: VecDeque::new(),
             map: VersionIndex::new(chunks),
         }
     }
@@ -98,7 +100,23 @@ impl RingIndex {
 
     /// The newest marker with this label and `seq <= max`.
     pub fn newest_label(&self, label: &str, max: u64) -> Option<&IndexedRecord> {
-        self.records.iter().rev().filter(|r| r.record.seq <= max).find(|r| matches!(&r.record.body, RecordBody::Marker { kind: MarkerKind::Bookmark, label: Some(l) } if &**l == label))
+        let (seq, _) = self
+            .bookmarks
+            .iter()
+            .rev()
+            .find(|(seq, l)| *seq <= max && &**l == label)?;
+        let at = self.records.partition_point(|r| r.record.seq < *seq);
+        self.records.get(at).filter(|r| r.record.seq == *seq)
+    }
+
+    /// Where to truncate next on the way to `through`, dropping at most
+    /// `max_records` records (bounds the work of one publish).
+    pub fn truncation_step(&self, through: u64, max_records: usize) -> u64 {
+        assert!(max_records > 0);
+        match self.records.get(max_records - 1) {
+            Some(r) if r.record.seq < through => r.record.seq,
+            _ => through,
+        }
     }
 
     /// Newest record seq, if any.
@@ -127,10 +145,19 @@ impl Absorb<RingOp> for RingIndex {
                         );
                     }
                     Self::map_insert(&mut self.map, &r.record);
+                    if let RecordBody::Marker {
+                        label: Some(label), ..
+                    } = &r.record.body
+                    {
+                        self.bookmarks.push_back((r.record.seq, label.clone()));
+                    }
                     self.records.push_back(r.clone());
                 }
             }
             RingOp::TruncateThrough(seq) => {
+                while self.bookmarks.front().is_some_and(|(s, _)| s <= seq) {
+                    self.bookmarks.pop_front();
+                }
                 while self.records.front().is_some_and(|r| r.record.seq <= *seq) {
                     let Some(r) = self.records.pop_front() else {
                         break;
@@ -149,6 +176,7 @@ mod tests {
     use super::*;
     use crate::engine::map::arena::HeapChunks;
     use crate::engine::map::version_index::Want;
+    use crate::engine::point::MarkerKind;
 
     fn rec(seq: u64, lba: u64, desc_pos: u64) -> IndexedRecord {
         IndexedRecord {

@@ -32,6 +32,8 @@ use std::time::Duration;
 pub const RESERVED_TAGS: u64 = 1 << 63;
 const FLUSH_TAG: u64 = 1 << 63;
 const IO_BITS: u32 = 10;
+/// Records dropped from the ring index per publish while catching up after a sync.
+const TRUNCATE_STEP_RECORDS: usize = 512;
 /// Batches in flight per ring (recovery relies on this bound).
 pub const MAX_BATCHES: usize = 64;
 
@@ -554,14 +556,6 @@ impl RingWriter {
                 _ => break,
             }
         }
-        // Truncation requested by the sync worker.
-        let through = self.state.rings[usize::from(self.ring)]
-            .truncate_through
-            .load(Ordering::Acquire);
-        if through > self.truncated_through {
-            self.truncated_through = through;
-            self.index().append(RingOp::TruncateThrough(through));
-        }
         let has_appended = appended_any
             || self
                 .batches
@@ -569,6 +563,20 @@ impl RingWriter {
                 .is_some_and(|b| b.state == BatchState::Appended);
         if self.index().pending() > 0 && self.index().try_publish() && has_appended {
             self.complete_published();
+        }
+        // Truncation requested by the sync worker, in bounded steps: dropping a
+        // large synced window at once would stall this (reactor) thread.
+        let through = self.state.rings[usize::from(self.ring)]
+            .truncate_through
+            .load(Ordering::Acquire);
+        // (Issued once everything earlier is published; it is published next round.)
+        if through > self.truncated_through && self.index().pending() == 0 {
+            let step = self
+                .index()
+                .read()
+                .truncation_step(through, TRUNCATE_STEP_RECORDS);
+            self.truncated_through = step;
+            self.index().append(RingOp::TruncateThrough(step));
         }
         if !self.awaiting_stable.is_empty() {
             let stable = self.state.stable_seq();

@@ -111,6 +111,11 @@ impl NetChange {
         self.extents.values().map(|(l, _)| *l).sum()
     }
 
+    /// Disjoint extents.
+    pub fn extent_count(&self) -> usize {
+        self.extents.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.extents.is_empty()
     }
