@@ -13,8 +13,9 @@
 //! Property: `Volume::open` never panics; it either refuses the image with a
 //! typed error or opens it, and then listing points, reading the live volume
 //! and reading at every listed point return (errors are fine) without
-//! panicking. The sync worker must not panic either (libFuzzer's panic hook
-//! aborts on any panic, caught or not).
+//! panicking, and so does claiming every ring's writer. The sync worker
+//! must not panic either (libFuzzer's panic hook aborts on any panic, caught
+//! or not).
 
 #![no_main]
 
@@ -59,6 +60,17 @@ fn config() -> VolumeConfig {
 struct Pristine {
     bytes: Vec<u8>,
     layout: Layout,
+    /// Every record the image holds.
+    records: Vec<Record>,
+}
+
+/// Where one record (superblock, checkpoint, forward descriptor block,
+/// backward generation record or WRAP block) sits, and its crc.
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    start: usize,
+    len: usize,
+    crc_at: usize,
 }
 
 impl Pristine {
@@ -138,7 +150,8 @@ fn build(geometry: Geometry) -> Pristine {
     volume.close().expect("close");
 
     let mut bytes = ram.read_bytes(0, size as usize);
-    restamp_uuid(&mut bytes, &layout, &old_uuid);
+    let records = restamp_uuid(&mut bytes, &layout, &old_uuid);
+    assert!(records.len() > 4, "the image holds journal records");
 
     // The restamped image must be the same volume.
     let device = RamDevice::from_bytes(&bytes, geometry.block_size).expect("ram device");
@@ -158,18 +171,25 @@ fn build(geometry: Geometry) -> Pristine {
         live
     );
     volume.close().expect("close");
-    Pristine { bytes, layout }
+    Pristine {
+        bytes,
+        layout,
+        records,
+    }
 }
 
 /// Replaces the random uuid `format` chose with [`UUID`] in every record
-/// (and reseals it), so the image is the same in every run.
-fn restamp_uuid(bytes: &mut [u8], layout: &Layout, old: &[u8; 16]) {
+/// (and reseals it), so the image is the same in every run. Returns where
+/// those records are.
+fn restamp_uuid(bytes: &mut [u8], layout: &Layout, old: &[u8; 16]) -> Vec<Record> {
     let bs = layout.geometry.block_size as usize;
-    let stamp = |bytes: &mut [u8], at: usize, uuid_at: usize, len: usize, crc_at: usize| {
-        let rec = &mut bytes[at..at + len];
+    let mut records = Vec::new();
+    let mut stamp = |bytes: &mut [u8], start: usize, uuid_at: usize, len: usize, crc_at: usize| {
+        let rec = &mut bytes[start..start + len];
         if rec[uuid_at..uuid_at + 16] == old[..] {
             rec[uuid_at..uuid_at + 16].copy_from_slice(&UUID);
             seal(rec, crc_at);
+            records.push(Record { start, len, crc_at });
         }
     };
     for &at in layout.superblock.iter().chain(&layout.checkpoint) {
@@ -200,6 +220,7 @@ fn restamp_uuid(bytes: &mut [u8], layout: &Layout, old: &[u8; 16]) {
             stamp(bytes, at, 16, blocks as usize * bs, GENERATION_CRC_AT);
         }
     }
+    records
 }
 
 fn images() -> &'static [Pristine; 2] {
@@ -233,12 +254,29 @@ fn images() -> &'static [Pristine; 2] {
 enum Region {
     Superblock(bool),
     Checkpoint(bool),
-    RingDesc { ring: u8, block: u16 },
-    BackwardDesc { block: u16 },
-    RingData { ring: u8, block: u16 },
-    BackwardData { block: u16 },
-    Mirror { block: u16 },
-    Anywhere { offset: u32 },
+    RingDesc {
+        ring: u8,
+        block: u16,
+    },
+    BackwardDesc {
+        block: u16,
+    },
+    RingData {
+        ring: u8,
+        block: u16,
+    },
+    BackwardData {
+        block: u16,
+    },
+    Mirror {
+        block: u16,
+    },
+    Anywhere {
+        offset: u32,
+    },
+    /// One of the records the pristine image holds (whole, even when it spans
+    /// several blocks).
+    Record(u8),
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -249,28 +287,45 @@ enum Width {
     W8,
 }
 
+/// A value for a field: the edges, and anything.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Value {
+    Zero,
+    One,
+    /// The field's largest value minus this.
+    BelowMax(u8),
+    /// One bit set.
+    Bit(u8),
+    /// Add this to the field's current value (wrapping).
+    Add(i8),
+    Raw(u64),
+}
+
+/// What a mutation does to its region.
 #[derive(Arbitrary, Debug)]
-enum Mutation {
+enum Change {
     /// Flip one bit.
-    Flip { region: Region, at: u16, bit: u8 },
+    Flip { at: u16, bit: u8 },
     /// Overwrite one byte.
-    Byte { region: Region, at: u16, value: u8 },
-    /// Overwrite a little-endian field (aligned to its width); `from_max`
-    /// counts down from the width's maximum, for values near overflow.
-    Field {
-        region: Region,
-        at: u16,
-        width: Width,
-        value: u64,
-        from_max: bool,
-    },
-    /// Wipe a block or slot (a write that never happened).
-    Zero { region: Region },
-    /// Copy a block or slot over another (a stale lap, a misdirected write).
-    Copy { from: Region, to: Region },
-    /// Recompute the crc of the record at `region` (superblock, checkpoint,
-    /// forward block, backward record or WRAP block).
-    Reseal { region: Region },
+    Byte { at: u16, value: u8 },
+    /// Overwrite a little-endian field (aligned to its width).
+    Field { at: u16, width: Width, value: Value },
+    /// Wipe the block or slot (a write that never happened).
+    Zero,
+    /// Copy another block or slot over it (a stale lap, a misdirected write).
+    CopyFrom(Region),
+    /// Only recompute the crc.
+    Reseal,
+}
+
+/// One change to one region, then (when `reseal`) the crc of the record
+/// there recomputed: superblock, checkpoint, forward block, backward record
+/// or WRAP block.
+#[derive(Arbitrary, Debug)]
+struct Mutation {
+    region: Region,
+    change: Change,
+    reseal: bool,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -308,6 +363,10 @@ fn locate(p: &Pristine, region: Region) -> (usize, usize) {
         Region::BackwardDesc { block } => (l.backward_desc_byte(u64::from(block)), bs),
         Region::BackwardData { block } => (l.backward_data_byte(u64::from(block)), bs),
         Region::Mirror { block } => (l.mim_byte(u64::from(block) % l.geometry.volume_blocks), bs),
+        Region::Record(i) => {
+            let r = p.records[usize::from(i) % p.records.len()];
+            return (r.start, r.len);
+        }
         Region::Anywhere { offset } => {
             let at = u64::from(offset) % p.bytes.len() as u64;
             (at - at % bs as u64, bs)
@@ -317,23 +376,11 @@ fn locate(p: &Pristine, region: Region) -> (usize, usize) {
 }
 
 fn apply(p: &Pristine, img: &mut [u8], m: &Mutation) {
-    match *m {
-        Mutation::Flip { region, at, bit } => {
-            let (start, len) = locate(p, region);
-            img[start + usize::from(at) % len] ^= 1 << (bit % 8);
-        }
-        Mutation::Byte { region, at, value } => {
-            let (start, len) = locate(p, region);
-            img[start + usize::from(at) % len] = value;
-        }
-        Mutation::Field {
-            region,
-            at,
-            width,
-            value,
-            from_max,
-        } => {
-            let (start, len) = locate(p, region);
+    let (start, len) = locate(p, m.region);
+    match m.change {
+        Change::Flip { at, bit } => img[start + usize::from(at) % len] ^= 1 << (bit % 8),
+        Change::Byte { at, value } => img[start + usize::from(at) % len] = value,
+        Change::Field { at, width, value } => {
             let w = match width {
                 Width::W1 => 1,
                 Width::W2 => 2,
@@ -346,23 +393,29 @@ fn apply(p: &Pristine, img: &mut [u8], m: &Mutation) {
             } else {
                 (1u64 << (8 * w)) - 1
             };
-            let v = if from_max {
-                max - (value & max)
-            } else {
-                value & max
-            };
-            img[start + at..start + at + w].copy_from_slice(&v.to_le_bytes()[..w]);
+            let field = &mut img[start + at..start + at + w];
+            let mut current = [0u8; 8];
+            current[..w].copy_from_slice(field);
+            let current = u64::from_le_bytes(current);
+            let v = match value {
+                Value::Zero => 0,
+                Value::One => 1,
+                Value::BelowMax(d) => max - u64::from(d),
+                Value::Bit(b) => 1 << (u32::from(b) % (8 * w as u32)),
+                Value::Add(d) => current.wrapping_add(d as i64 as u64),
+                Value::Raw(v) => v,
+            } & max;
+            field.copy_from_slice(&v.to_le_bytes()[..w]);
         }
-        Mutation::Zero { region } => {
-            let (start, len) = locate(p, region);
-            img[start..start + len].fill(0);
-        }
-        Mutation::Copy { from, to } => {
+        Change::Zero => img[start..start + len].fill(0),
+        Change::CopyFrom(from) => {
             let (src, slen) = locate(p, from);
-            let (dst, dlen) = locate(p, to);
-            img.copy_within(src..src + slen.min(dlen), dst);
+            img.copy_within(src..src + slen.min(len), start);
         }
-        Mutation::Reseal { region } => reseal(p, img, region),
+        Change::Reseal => {}
+    }
+    if m.reseal || matches!(m.change, Change::Reseal) {
+        reseal(p, img, m.region);
     }
 }
 
@@ -373,6 +426,10 @@ fn reseal(p: &Pristine, img: &mut [u8], region: Region) {
             seal(&mut img[start..start + len], SLOT_CRC_AT)
         }
         Region::RingDesc { .. } => seal(&mut img[start..start + len], FORWARD_CRC_AT),
+        Region::Record(i) => {
+            let r = p.records[usize::from(i) % p.records.len()];
+            seal(&mut img[r.start..r.start + r.len], r.crc_at);
+        }
         Region::BackwardDesc { block } => {
             // A record spans the blocks its header announces (never past the
             // area's end); its one crc covers them all.
@@ -417,5 +474,10 @@ fuzz_target!(|input: Input| {
             let _ = volume.read(0, blocks, &At::Label(label.clone()));
         }
     }
+    // Claiming the writers builds their circular areas from what recovery found.
+    let writers: Vec<_> = (0..volume.geometry().rings)
+        .map(|ring| volume.writer(ring))
+        .collect();
+    drop(writers);
     let _ = volume.close();
 });
