@@ -129,7 +129,9 @@ fn scan_backward(
                 .checked_add(u64::from(x.nblocks))
                 .is_some_and(|e| e <= g.volume_blocks)
                 && x.data_pos >= record.data_start
-                && x.data_pos + u64::from(x.nblocks) <= record.data_end
+                && x.data_pos
+                    .checked_add(u64::from(x.nblocks))
+                    .is_some_and(|e| e <= record.data_end)
                 && x.data_pos % g.backward_data_blocks + u64::from(x.nblocks)
                     <= g.backward_data_blocks
         });
@@ -503,6 +505,28 @@ mod tests {
         ram.write_bytes(layout.checkpoint[1], &slot);
     }
 
+    /// Rewrites the generation record at backward descriptor position `pos`, edited.
+    fn edit_generation(
+        ram: &RamDevice,
+        layout: &Layout,
+        pos: u64,
+        edit: impl FnOnce(&mut generation::GenerationRecord),
+    ) {
+        let uuid = uuid(ram);
+        let at = layout.backward_desc_byte(pos);
+        let HeadBlock::Record { blocks } =
+            generation::peek(&ram.read_bytes(at, BS), pos, &uuid, 16)
+        else {
+            panic!("no generation record at {pos}");
+        };
+        let whole = ram.read_bytes(at, blocks as usize * BS);
+        let mut record = generation::decode(&whole, pos, &uuid, BS).unwrap();
+        edit(&mut record);
+        let mut out = vec![0u8; whole.len()];
+        record.encode(&mut out, pos, &uuid, BS);
+        ram.write_bytes(at, &out);
+    }
+
     fn corrupt_checkpoint(r: Result<(Volume, RecoveryReport)>) -> bool {
         matches!(
             r,
@@ -548,6 +572,19 @@ mod tests {
         });
         let (volume, report) = open(&damaged).unwrap();
         assert_eq!(report.lost_generations.len() as u64, cap);
+        volume.close().unwrap();
+    }
+
+    /// Fuzz finding (open_image): an undo extent whose `data_pos + nblocks`
+    /// overflows (in a crc-valid generation record) panicked the backward
+    /// scan; the record is not trusted and the generation is reported lost.
+    #[test]
+    fn undo_extent_past_u64_max_ends_the_backward_scan() {
+        let (ram, layout) = image();
+        edit_generation(&ram, &layout, 0, |r| r.extents[0].data_pos = u64::MAX);
+        let (volume, report) = open(&ram).unwrap();
+        assert_eq!(report.generations, 0);
+        assert_eq!(report.lost_generations, vec![1]);
         volume.close().unwrap();
     }
 }
