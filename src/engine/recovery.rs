@@ -346,6 +346,17 @@ pub(crate) fn recover(device: &dyn Device, q: &mut BlockingQueue) -> Result<Reco
         )?);
     }
     let max_seq = tally.max_seq;
+    // Seqs never repeat, so the one after the highest on disk must exist.
+    let seq_after = max_seq.checked_add(1).ok_or_else(|| {
+        EngineError::corrupt(
+            if max_seq == ck.mim_seq {
+                "checkpoint"
+            } else {
+                "forward journal"
+            },
+            format!("seq {max_seq} leaves no sequence number to hand out"),
+        )
+    })?;
     let mut mirror = MirrorPoint {
         seq: ck.mim_seq,
         time_ns: ck.mim_time_ns,
@@ -404,7 +415,7 @@ pub(crate) fn recover(device: &dyn Device, q: &mut BlockingQueue) -> Result<Reco
                 ck.mim_label = mirror.label.clone();
                 ck.rings = tails;
                 ck.next_generation = ck.next_generation.max(last.record.id + 1);
-                ck.seq_floor = ck.seq_floor.max(max_seq + 1);
+                ck.seq_floor = ck.seq_floor.max(seq_after);
                 checkpoints.write(q, &layout, &mut ck)?;
                 for r in &mut rings {
                     r.records.retain(|x| x.record.seq > target);
@@ -422,7 +433,8 @@ pub(crate) fn recover(device: &dyn Device, q: &mut BlockingQueue) -> Result<Reco
         .iter()
         .map(|r| r.records.last().map_or(0, |x| x.record.seq))
         .collect();
-    let next_seq = ck.seq_floor.max(max_seq + 1).max(mirror.seq + 1);
+    // The mirror's seq is at most `max_seq`.
+    let next_seq = ck.seq_floor.max(seq_after).max(mirror.seq + 1);
     Ok(Recovered {
         superblock,
         layout,
@@ -527,6 +539,46 @@ mod tests {
         ram.write_bytes(at, &out);
     }
 
+    /// The newest forward block of `ring` that decodes, and its position.
+    fn newest_forward_block(
+        ram: &RamDevice,
+        layout: &Layout,
+        ring: usize,
+    ) -> (u64, Vec<forward_block::ForwardRecord>) {
+        let uuid = uuid(ram);
+        (0..layout.rings[ring].desc_blocks)
+            .filter_map(|pos| {
+                let block = ram.read_bytes(layout.ring_desc_byte(ring, pos), BS);
+                let id = BlockIdentity {
+                    ring: ring as u16,
+                    pos,
+                    uuid: &uuid,
+                };
+                forward_block::decode(&block, id).ok().map(|r| (pos, r))
+            })
+            .max_by_key(|(_, r)| r[0].seq)
+            .expect("ring holds a block")
+    }
+
+    /// Rewrites the forward block at `pos` of `ring` with `records`.
+    fn write_forward_block(
+        ram: &RamDevice,
+        layout: &Layout,
+        ring: usize,
+        pos: u64,
+        records: &[forward_block::ForwardRecord],
+    ) {
+        let uuid = uuid(ram);
+        let id = BlockIdentity {
+            ring: ring as u16,
+            pos,
+            uuid: &uuid,
+        };
+        let mut block = vec![0u8; BS];
+        forward_block::encode(&mut block, id, records);
+        ram.write_bytes(layout.ring_desc_byte(ring, pos), &block);
+    }
+
     fn corrupt_checkpoint(r: Result<(Volume, RecoveryReport)>) -> bool {
         matches!(
             r,
@@ -586,5 +638,27 @@ mod tests {
         assert_eq!(report.generations, 0);
         assert_eq!(report.lost_generations, vec![1]);
         volume.close().unwrap();
+    }
+
+    /// Fuzz finding (open_image): a crc-valid forward record with seq
+    /// u64::MAX overflowed `max_seq + 1` when recovery computed the next seq
+    /// to hand out. Seqs never repeat, so such a volume is refused.
+    #[test]
+    fn seq_u64_max_on_disk_is_a_typed_error() {
+        let (ram, layout) = image();
+        let damaged = ram.snapshot();
+        let (pos, mut records) = newest_forward_block(&damaged, &layout, 0);
+        records.last_mut().unwrap().seq = u64::MAX;
+        write_forward_block(&damaged, &layout, 0, pos, &records);
+        assert!(matches!(
+            open(&damaged),
+            Err(EngineError::Corrupt {
+                region: "forward journal",
+                ..
+            })
+        ));
+        let damaged = ram.snapshot();
+        edit_checkpoint(&damaged, &layout, |ck| ck.mim_seq = u64::MAX);
+        assert!(corrupt_checkpoint(open(&damaged)));
     }
 }
