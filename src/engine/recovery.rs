@@ -101,7 +101,15 @@ fn scan_backward(
         let blocks = match generation::peek(&block, pos, uuid, cap) {
             HeadBlock::End => break,
             HeadBlock::Wrap => {
-                pos += cap - pos % cap;
+                // The rest of the lap is skipped; a skip past the area's
+                // window (e.g. a second WRAP in a row) is not ours.
+                match pos
+                    .checked_add(cap - pos % cap)
+                    .filter(|next| next - ck.backward_desc_tail <= cap)
+                {
+                    Some(next) => pos = next,
+                    None => break,
+                }
                 continue;
             }
             HeadBlock::Record { blocks } => blocks,
@@ -660,5 +668,29 @@ mod tests {
         let damaged = ram.snapshot();
         edit_checkpoint(&damaged, &layout, |ck| ck.mim_seq = u64::MAX);
         assert!(corrupt_checkpoint(open(&damaged)));
+    }
+
+    /// Found while fuzzing (a reproducer, not yet the fuzzer): WRAP blocks
+    /// at the checkpointed tail and again at the next lap's start made the
+    /// scan skip more than the whole area, and `Circular::new` asserted
+    /// (tail 5, head 32, capacity 16), in release builds too.
+    #[test]
+    fn wrap_after_wrap_ends_the_backward_scan() {
+        let (ram, layout) = image();
+        let cap = layout.geometry.backward_desc_blocks;
+        edit_checkpoint(&ram, &layout, |ck| {
+            ck.backward_desc_tail = 5;
+            ck.oldest_generation = ck.next_generation;
+        });
+        let uuid = uuid(&ram);
+        for pos in [5, cap] {
+            let mut wrap = vec![0u8; BS];
+            generation::encode_wrap(&mut wrap, pos, &uuid);
+            ram.write_bytes(layout.backward_desc_byte(pos), &wrap);
+        }
+        let (volume, report) = open(&ram).unwrap();
+        assert_eq!(report.generations, 0);
+        assert!(report.lost_generations.is_empty());
+        volume.close().unwrap();
     }
 }
