@@ -28,6 +28,11 @@ use crate::engine::ondisk::superblock::Superblock;
 /// report as dropped.
 const LOOKAHEAD_BLOCKS: u64 = 64;
 
+/// Largest journal position a checkpoint may hold. Positions count blocks
+/// written since format, so no real volume comes near it, and the scans add
+/// area sizes to them without overflowing.
+const MAX_POSITION: u64 = 1 << 62;
+
 /// One forward ring as found on disk.
 #[derive(Debug, Default)]
 pub(crate) struct RingScan {
@@ -338,6 +343,18 @@ pub(crate) fn recover(device: &dyn Device, q: &mut BlockingQueue) -> Result<Reco
                 "generations {}..{} do not fit a backward journal of {} descriptor blocks",
                 ck.oldest_generation, ck.next_generation, layout.geometry.backward_desc_blocks
             ),
+        ));
+    }
+    if let Some(p) = ck
+        .rings
+        .iter()
+        .flat_map(|t| [t.desc, t.data])
+        .chain([ck.backward_desc_tail, ck.backward_data_tail])
+        .find(|&p| p > MAX_POSITION)
+    {
+        return Err(EngineError::corrupt(
+            "checkpoint",
+            format!("journal position {p} is beyond {MAX_POSITION}"),
         ));
     }
     let mut report = RecoveryReport::default();
@@ -692,5 +709,25 @@ mod tests {
         assert_eq!(report.generations, 0);
         assert!(report.lost_generations.is_empty());
         volume.close().unwrap();
+    }
+
+    /// Found while fuzzing (a reproducer, not yet the fuzzer): a checkpoint
+    /// whose ring tail was u64::MAX - 10 overflowed the ring scan's
+    /// look-ahead bound `pos + LOOKAHEAD_BLOCKS` (positions near u64::MAX
+    /// overflow the scans in several places).
+    #[test]
+    fn checkpoint_position_near_u64_max_is_corrupt() {
+        let (ram, layout) = image();
+        let edits: [fn(&mut Checkpoint); 4] = [
+            |ck| ck.rings[0].desc = u64::MAX - 10,
+            |ck| ck.rings[1].data = u64::MAX,
+            |ck| ck.backward_desc_tail = u64::MAX - 1,
+            |ck| ck.backward_data_tail = MAX_POSITION + 1,
+        ];
+        for edit in edits {
+            let damaged = ram.snapshot();
+            edit_checkpoint(&damaged, &layout, edit);
+            assert!(corrupt_checkpoint(open(&damaged)));
+        }
     }
 }
