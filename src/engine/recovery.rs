@@ -243,13 +243,22 @@ fn scan_ring(
             } = r.body
             {
                 let n = u64::from(nblocks);
+                // Where its data ends; None when that is not a position.
+                let end = data_pos.checked_add(n);
                 let fits = rl.data_blocks > 0
                     && data_pos >= tails.data
                     && data_pos % rl.data_blocks + n <= rl.data_blocks
-                    && data_pos + n - tails.data <= rl.data_blocks;
+                    && end.is_some_and(|e| e - tails.data <= rl.data_blocks);
                 if r.seq <= mim_seq {
-                    data_end = data_end.max(data_pos + n);
-                    continue; // already in the mirror; its space may be reused
+                    // Already in the mirror; its space may be reused. Its data
+                    // never ended past the window the tails allow.
+                    let Some(e) = end.filter(|e| e.saturating_sub(tails.data) <= rl.data_blocks)
+                    else {
+                        intact = false;
+                        break;
+                    };
+                    data_end = data_end.max(e);
+                    continue;
                 }
                 if !fits
                     || r.extent().is_some_and(|(lba, n)| {
@@ -266,7 +275,7 @@ fn scan_ring(
                     intact = false;
                     break;
                 }
-                data_end = data_end.max(data_pos + n);
+                data_end = data_end.max(data_pos + n); // fits: no overflow
             } else if let RecordBody::Zero { lba, nblocks } = r.body {
                 if lba
                     .checked_add(u64::from(nblocks))
@@ -728,6 +737,52 @@ mod tests {
             let damaged = ram.snapshot();
             edit_checkpoint(&damaged, &layout, edit);
             assert!(corrupt_checkpoint(open(&damaged)));
+        }
+    }
+
+    /// Found while fuzzing (reproducers, not yet the fuzzer): forward records
+    /// whose `data_pos` (in a crc-valid block) is near u64::MAX overflowed
+    /// `data_pos + nblocks` in the ring scan, for a record newer than the
+    /// mirror (the `fits` check) and for one already in it (the data head);
+    /// and an older record whose data lay past the ring's window moved the
+    /// data head past it, so claiming the ring's writer asserted in
+    /// `Circular::new`. Such a block now ends the ring as torn.
+    #[test]
+    fn forward_data_position_outside_the_ring_ends_the_scan() {
+        let (ram, layout) = image();
+        // Newer than the mirror: the newest block of ring 0.
+        let damaged = ram.snapshot();
+        let (pos, mut records) = newest_forward_block(&damaged, &layout, 0);
+        let RecordBody::Write { data_pos, .. } = &mut records[0].body else {
+            panic!("the newest block holds a write");
+        };
+        *data_pos = u64::MAX;
+        write_forward_block(&damaged, &layout, 0, pos, &records);
+        let (volume, report) = open(&damaged).unwrap();
+        assert_eq!(report.torn_rings, vec![0]);
+        drop(volume.writer(0).unwrap());
+        volume.close().unwrap();
+        // Already in the mirror: the block before it, scanned from tail 0.
+        for bad in [u64::MAX, 1000] {
+            let damaged = ram.snapshot();
+            edit_checkpoint(&damaged, &layout, |ck| ck.rings[0].desc = 0);
+            let uuid = uuid(&damaged);
+            let id = BlockIdentity {
+                ring: 0,
+                pos: 0,
+                uuid: &uuid,
+            };
+            let block = damaged.read_bytes(layout.ring_desc_byte(0, 0), BS);
+            let mut records = forward_block::decode(&block, id).unwrap();
+            let RecordBody::Write { data_pos, .. } = &mut records[0].body else {
+                panic!("the first block holds a write");
+            };
+            *data_pos = bad;
+            write_forward_block(&damaged, &layout, 0, 0, &records);
+            let (volume, report) = open(&damaged).unwrap();
+            assert_eq!(report.torn_rings, vec![0], "data_pos {bad}");
+            drop(volume.writer(0).unwrap());
+            volume.close().unwrap();
         }
     }
 }
