@@ -1,7 +1,8 @@
 //! Recovery of damaged volume images.
 //!
-//! Two small valid images are built once per process (512-byte blocks with
-//! two writer rings, 4096-byte blocks with one): format, writes, a sync, a
+//! Three small valid images are built once per process (512-byte blocks with
+//! two writer rings, the same after 24 more syncs so journals have lapped and
+//! wrapped, 4096-byte blocks with one ring): format, writes, a sync, a
 //! bookmark, another sync, more writes, close. The uuid and every timestamp
 //! are fixed, so the images, and so every crash this target finds, are the
 //! same in every run. The fuzzer's input picks an image and a list of
@@ -88,7 +89,7 @@ fn pattern(tag: u8, nblocks: usize, bs: usize) -> Vec<u8> {
     v
 }
 
-fn build(geometry: Geometry) -> Pristine {
+fn build(geometry: Geometry, aged: bool) -> Pristine {
     let bs = geometry.block_size as usize;
     let layout = Layout::new(&geometry).expect("fuzz geometry");
     let size = layout.end;
@@ -110,6 +111,26 @@ fn build(geometry: Geometry) -> Pristine {
         .map(|r| volume.writer(r).expect("writer"))
         .collect();
     let rings = writers.len();
+    if aged {
+        // Many syncs first: the rings and the backward journal lap (older
+        // laps' blocks stay behind), generations expire for room, and
+        // 20-extent generations take two blocks, so some meet the area's
+        // end and leave a WRAP block.
+        for round in 0..24u8 {
+            let writes = if round % 3 == 0 {
+                20
+            } else {
+                1 + usize::from(round % 2)
+            };
+            for i in 0..writes {
+                tick();
+                writers[i % rings]
+                    .write(3 * i as u64, &pattern(round, 1, bs))
+                    .expect("write");
+            }
+            volume.sync_now().expect("sync");
+        }
+    }
     tick();
     writers[0].write(1, &pattern(1, 3, bs)).expect("write");
     tick();
@@ -223,28 +244,33 @@ fn restamp_uuid(bytes: &mut [u8], layout: &Layout, old: &[u8; 16]) -> Vec<Record
     records
 }
 
-fn images() -> &'static [Pristine; 2] {
-    static IMAGES: OnceLock<[Pristine; 2]> = OnceLock::new();
+fn images() -> &'static [Pristine; 3] {
+    static IMAGES: OnceLock<[Pristine; 3]> = OnceLock::new();
+    let small = Geometry {
+        block_size: 512,
+        volume_blocks: 64,
+        rings: 2,
+        ring_desc_blocks: 16,
+        ring_data_blocks: 64,
+        backward_desc_blocks: 16,
+        backward_data_blocks: 128,
+    };
     IMAGES.get_or_init(|| {
         [
-            build(Geometry {
-                block_size: 512,
-                volume_blocks: 64,
-                rings: 2,
-                ring_desc_blocks: 16,
-                ring_data_blocks: 64,
-                backward_desc_blocks: 16,
-                backward_data_blocks: 128,
-            }),
-            build(Geometry {
-                block_size: 4096,
-                volume_blocks: 16,
-                rings: 1,
-                ring_desc_blocks: 8,
-                ring_data_blocks: 16,
-                backward_desc_blocks: 8,
-                backward_data_blocks: 32,
-            }),
+            build(small.clone(), false),
+            build(small, true),
+            build(
+                Geometry {
+                    block_size: 4096,
+                    volume_blocks: 16,
+                    rings: 1,
+                    ring_desc_blocks: 8,
+                    ring_data_blocks: 16,
+                    backward_desc_blocks: 8,
+                    backward_data_blocks: 32,
+                },
+                false,
+            ),
         ]
     })
 }
@@ -330,7 +356,7 @@ struct Mutation {
 
 #[derive(Arbitrary, Debug)]
 struct Input {
-    image: bool,
+    image: u8,
     mutations: Vec<Mutation>,
 }
 
@@ -454,7 +480,8 @@ fn reseal(p: &Pristine, img: &mut [u8], region: Region) {
 }
 
 fuzz_target!(|input: Input| {
-    let p = &images()[usize::from(input.image)];
+    let images = images();
+    let p = &images[usize::from(input.image) % images.len()];
     let mut img = p.bytes.clone();
     for m in input.mutations.iter().take(MAX_MUTATIONS) {
         apply(p, &mut img, m);
