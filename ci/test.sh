@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI checks, in order: formatting, lints, the README's test command,
-# then a longer soak of the model-based engine test.
+# a longer soak of the model-based engine test, then a short run of every
+# fuzz target (ci/fuzz-smoke.sh; REWIND_FUZZ_SECONDS each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,5 +27,8 @@ cargo test
 
 step "model-based engine soak"
 PROPTEST_CASES="${REWIND_SOAK_CASES:-3000}" cargo test --test engine_model
+
+step "fuzz smoke test"
+ci/fuzz-smoke.sh
 
 step "all checks passed"

@@ -113,6 +113,15 @@ fn check_checkpoint(ck: &Checkpoint, layout: &Layout) -> Result<()> {
     if ck.oldest_generation > ck.next_generation || ck.seq_floor <= ck.mim_seq {
         return bad("generation range or seq floor inconsistent");
     }
+    // Every retained generation holds at least one backward descriptor block,
+    // so a checkpoint never promises more of them than the area holds.
+    let retained = ck.next_generation - ck.oldest_generation;
+    if retained > layout.geometry.backward_desc_blocks {
+        return bad(&format!(
+            "generations {}..{} do not fit a backward journal of {} descriptor blocks",
+            ck.oldest_generation, ck.next_generation, layout.geometry.backward_desc_blocks
+        ));
+    }
     Ok(())
 }
 
@@ -139,7 +148,15 @@ fn scan_backward(
         let blocks = match generation::peek(&block, pos, uuid, cap) {
             HeadBlock::End => break,
             HeadBlock::Wrap => {
-                pos += cap - pos % cap;
+                // The rest of the lap is skipped; a skip past the area's
+                // window (e.g. a second WRAP in a row) is not ours.
+                match pos
+                    .checked_add(cap - pos % cap)
+                    .filter(|next| next - ck.backward_desc_tail <= cap)
+                {
+                    Some(next) => pos = next,
+                    None => break,
+                }
                 continue;
             }
             HeadBlock::Record { blocks } => blocks,
@@ -526,6 +543,7 @@ pub(crate) fn recover(device: &dyn Device, q: &mut BlockingQueue) -> Result<Reco
         .iter()
         .map(|r| r.records.last().map_or(0, |x| x.record.seq))
         .collect();
+    // The mirror's seq is at most `max_seq`.
     let next_seq = ck.seq_floor.max(max_seq + 1).max(mirror.seq + 1);
     Ok(Recovered {
         superblock,
@@ -540,4 +558,306 @@ pub(crate) fn recover(device: &dyn Device, q: &mut BlockingQueue) -> Result<Reco
         report,
         failure,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::ram::RamDevice;
+    use crate::engine::{At, FormatOptions, Geometry, SyncPolicy, Volume, VolumeConfig};
+    use std::sync::Arc;
+
+    const BS: usize = 512;
+    const SLOT: usize = SLOT_BYTES as usize;
+
+    fn config() -> VolumeConfig {
+        VolumeConfig {
+            sync: SyncPolicy {
+                fill_percent: 100,
+                interval: None,
+                marker_interval: None,
+            },
+            ..Default::default()
+        }
+    }
+
+    /// A closed volume holding one synced write (so one generation) and one
+    /// newer write still in ring 0.
+    fn image() -> (Arc<RamDevice>, Layout) {
+        let geometry = Geometry {
+            block_size: BS as u32,
+            volume_blocks: 64,
+            rings: 1,
+            ring_desc_blocks: 16,
+            ring_data_blocks: 64,
+            backward_desc_blocks: 16,
+            backward_data_blocks: 128,
+        };
+        let layout = Layout::new(&geometry).unwrap();
+        let ram = RamDevice::new(layout.end, BS as u32).unwrap();
+        let device: Arc<dyn Device> = ram.clone();
+        let volume =
+            Volume::format(device, &geometry, &FormatOptions::default(), config()).unwrap();
+        let mut w = volume.writer(0).unwrap();
+        w.write(1, &[1u8; BS]).unwrap();
+        volume.sync_now().unwrap();
+        w.write(2, &[2u8; BS]).unwrap();
+        drop(w);
+        volume.close().unwrap();
+        (ram, layout)
+    }
+
+    fn open(ram: &RamDevice) -> Result<(Volume, RecoveryReport)> {
+        Volume::open(ram.snapshot(), config())
+    }
+
+    fn uuid(ram: &RamDevice) -> [u8; 16] {
+        Superblock::decode(&ram.read_bytes(0, SLOT)).unwrap().uuid
+    }
+
+    /// Replaces both checkpoint copies with the newest one, edited.
+    fn edit_checkpoint(ram: &RamDevice, layout: &Layout, edit: impl FnOnce(&mut Checkpoint)) {
+        let a = ram.read_bytes(layout.checkpoint[0], SLOT);
+        let b = ram.read_bytes(layout.checkpoint[1], SLOT);
+        let mut ck = Checkpoint::choose(&a, &b, &uuid(ram)).unwrap();
+        edit(&mut ck);
+        let mut slot = vec![0u8; SLOT];
+        ck.encode(&mut slot);
+        ram.write_bytes(layout.checkpoint[0], &slot);
+        ram.write_bytes(layout.checkpoint[1], &slot);
+    }
+
+    /// Rewrites the generation record at backward descriptor position `pos`, edited.
+    fn edit_generation(
+        ram: &RamDevice,
+        layout: &Layout,
+        pos: u64,
+        edit: impl FnOnce(&mut generation::GenerationRecord),
+    ) {
+        let uuid = uuid(ram);
+        let at = layout.backward_desc_byte(pos);
+        let HeadBlock::Record { blocks } =
+            generation::peek(&ram.read_bytes(at, BS), pos, &uuid, 16)
+        else {
+            panic!("no generation record at {pos}");
+        };
+        let whole = ram.read_bytes(at, blocks as usize * BS);
+        let mut record = generation::decode(&whole, pos, &uuid, BS).unwrap();
+        edit(&mut record);
+        let mut out = vec![0u8; whole.len()];
+        record.encode(&mut out, pos, &uuid, BS);
+        ram.write_bytes(at, &out);
+    }
+
+    /// The newest forward block of `ring` that decodes, and its position.
+    fn newest_forward_block(
+        ram: &RamDevice,
+        layout: &Layout,
+        ring: usize,
+    ) -> (u64, Vec<forward_block::ForwardRecord>) {
+        let uuid = uuid(ram);
+        (0..layout.rings[ring].desc_blocks)
+            .filter_map(|pos| {
+                let block = ram.read_bytes(layout.ring_desc_byte(ring, pos), BS);
+                let id = BlockIdentity {
+                    ring: ring as u16,
+                    pos,
+                    uuid: &uuid,
+                };
+                forward_block::decode(&block, id).ok().map(|r| (pos, r))
+            })
+            .max_by_key(|(_, r)| r[0].seq)
+            .expect("ring holds a block")
+    }
+
+    /// Rewrites the forward block at `pos` of `ring` with `records`.
+    fn write_forward_block(
+        ram: &RamDevice,
+        layout: &Layout,
+        ring: usize,
+        pos: u64,
+        records: &[forward_block::ForwardRecord],
+    ) {
+        let uuid = uuid(ram);
+        let id = BlockIdentity {
+            ring: ring as u16,
+            pos,
+            uuid: &uuid,
+        };
+        let mut block = vec![0u8; BS];
+        forward_block::encode(&mut block, id, records);
+        ram.write_bytes(layout.ring_desc_byte(ring, pos), &block);
+    }
+
+    fn corrupt_checkpoint(r: Result<(Volume, RecoveryReport)>) -> bool {
+        matches!(
+            r,
+            Err(EngineError::Corrupt {
+                region: "checkpoint",
+                ..
+            })
+        )
+    }
+
+    #[test]
+    fn the_test_image_opens_and_reads() {
+        let (ram, _) = image();
+        let (volume, report) = open(&ram).unwrap();
+        assert_eq!(report.generations, 1);
+        assert_eq!(report.forward_records, 1);
+        let (_, data) = volume.read(1, 2, &At::Now).unwrap();
+        assert_eq!(data, [[1u8; BS], [2u8; BS]].concat());
+        volume.close().unwrap();
+    }
+
+    /// Fuzz finding (open_image): a crc-valid checkpoint with a huge
+    /// `next_generation` made recovery list every id up to it as lost, one
+    /// allocation of 2^57 ids, when the backward journal turned out shorter.
+    #[test]
+    fn checkpoint_promising_more_generations_than_fit_is_corrupt() {
+        let (ram, layout) = image();
+        let cap = layout.geometry.backward_desc_blocks;
+        let cases: [fn(&mut Checkpoint, u64); 3] = [
+            |ck, _| ck.next_generation = 0x0400_0000_0000_0002,
+            |ck, cap| ck.next_generation = ck.oldest_generation + cap + 1,
+            |ck, _| ck.oldest_generation = ck.next_generation + 1,
+        ];
+        for edit in cases {
+            let damaged = ram.snapshot();
+            edit_checkpoint(&damaged, &layout, |ck| edit(ck, cap));
+            assert!(corrupt_checkpoint(open(&damaged)));
+        }
+        // As many as fit is fine (the missing ones are reported lost).
+        let damaged = ram.snapshot();
+        edit_checkpoint(&damaged, &layout, |ck| {
+            ck.next_generation = ck.oldest_generation + cap
+        });
+        let (volume, report) = open(&damaged).unwrap();
+        assert_eq!(report.lost_generations.len() as u64, cap);
+        volume.close().unwrap();
+    }
+
+    /// Fuzz finding (open_image): an undo extent whose `data_pos + nblocks`
+    /// overflows (in a crc-valid generation record) panicked the backward
+    /// scan; the record is not trusted and the generation is reported lost.
+    #[test]
+    fn undo_extent_past_u64_max_ends_the_backward_scan() {
+        let (ram, layout) = image();
+        edit_generation(&ram, &layout, 0, |r| r.extents[0].data_pos = u64::MAX);
+        let (volume, report) = open(&ram).unwrap();
+        assert_eq!(report.generations, 0);
+        assert_eq!(report.lost_generations, vec![1]);
+        volume.close().unwrap();
+    }
+
+    /// Fuzz finding (open_image): a crc-valid forward record with seq
+    /// u64::MAX overflowed `max_seq + 1` when recovery computed the next seq
+    /// to hand out. Such a record is not trusted: the ring ends before it
+    /// (reported torn), and a checkpoint holding such a seq is refused.
+    #[test]
+    fn seq_u64_max_on_disk_is_not_trusted() {
+        let (ram, layout) = image();
+        let damaged = ram.snapshot();
+        let (pos, mut records) = newest_forward_block(&damaged, &layout, 0);
+        records.last_mut().unwrap().seq = u64::MAX;
+        write_forward_block(&damaged, &layout, 0, pos, &records);
+        let (volume, report) = open(&damaged).unwrap();
+        assert_eq!(report.forward_records, 0);
+        assert_eq!(report.torn_rings, vec![0]);
+        assert!(volume.points().iter().all(|p| p.seq < u64::MAX));
+        volume.close().unwrap();
+        let damaged = ram.snapshot();
+        edit_checkpoint(&damaged, &layout, |ck| ck.mim_seq = u64::MAX);
+        assert!(corrupt_checkpoint(open(&damaged)));
+    }
+
+    /// Found while fuzzing (a reproducer, not yet the fuzzer): WRAP blocks
+    /// at the checkpointed tail and again at the next lap's start made the
+    /// scan skip more than the whole area, and `Circular::new` asserted
+    /// (tail 5, head 32, capacity 16), in release builds too.
+    #[test]
+    fn wrap_after_wrap_ends_the_backward_scan() {
+        let (ram, layout) = image();
+        let cap = layout.geometry.backward_desc_blocks;
+        edit_checkpoint(&ram, &layout, |ck| {
+            ck.backward_desc_tail = 5;
+            ck.oldest_generation = ck.next_generation;
+        });
+        let uuid = uuid(&ram);
+        for pos in [5, cap] {
+            let mut wrap = vec![0u8; BS];
+            generation::encode_wrap(&mut wrap, pos, &uuid);
+            ram.write_bytes(layout.backward_desc_byte(pos), &wrap);
+        }
+        let (volume, report) = open(&ram).unwrap();
+        assert_eq!(report.generations, 0);
+        assert!(report.lost_generations.is_empty());
+        volume.close().unwrap();
+    }
+
+    /// Found while fuzzing (a reproducer, not yet the fuzzer): a checkpoint
+    /// whose ring tail was u64::MAX - 10 overflowed the ring scan's
+    /// look-ahead bound `pos + LOOKAHEAD_BLOCKS` (positions near u64::MAX
+    /// overflow the scans in several places).
+    #[test]
+    fn checkpoint_position_near_u64_max_is_corrupt() {
+        let (ram, layout) = image();
+        let edits: [fn(&mut Checkpoint); 4] = [
+            |ck| ck.rings[0].desc = u64::MAX - 10,
+            |ck| ck.rings[1].data = u64::MAX,
+            |ck| ck.backward_desc_tail = u64::MAX - 1,
+            |ck| ck.backward_data_tail = SANE + 1,
+        ];
+        for edit in edits {
+            let damaged = ram.snapshot();
+            edit_checkpoint(&damaged, &layout, edit);
+            assert!(corrupt_checkpoint(open(&damaged)));
+        }
+    }
+
+    /// Found while fuzzing (reproducers, not yet the fuzzer): forward records
+    /// whose `data_pos` (in a crc-valid block) is near u64::MAX overflowed
+    /// `data_pos + nblocks` in the ring scan, for a record newer than the
+    /// mirror (the `fits` check) and for one already in it (the data head);
+    /// and an older record whose data lay past the ring's window moved the
+    /// data head past it, so claiming the ring's writer asserted in
+    /// `Circular::new`. Such a block now ends the ring as torn.
+    #[test]
+    fn forward_data_position_outside_the_ring_ends_the_scan() {
+        let (ram, layout) = image();
+        // Newer than the mirror: the newest block of ring 0.
+        let damaged = ram.snapshot();
+        let (pos, mut records) = newest_forward_block(&damaged, &layout, 0);
+        let RecordBody::Write { data_pos, .. } = &mut records[0].body else {
+            panic!("the newest block holds a write");
+        };
+        *data_pos = u64::MAX;
+        write_forward_block(&damaged, &layout, 0, pos, &records);
+        let (volume, report) = open(&damaged).unwrap();
+        assert_eq!(report.torn_rings, vec![0]);
+        drop(volume.writer(0).unwrap());
+        volume.close().unwrap();
+        // Already in the mirror: the block before it, scanned from tail 0.
+        for bad in [u64::MAX, 1000] {
+            let damaged = ram.snapshot();
+            edit_checkpoint(&damaged, &layout, |ck| ck.rings[0].desc = 0);
+            let uuid = uuid(&damaged);
+            let id = BlockIdentity {
+                ring: 0,
+                pos: 0,
+                uuid: &uuid,
+            };
+            let block = damaged.read_bytes(layout.ring_desc_byte(0, 0), BS);
+            let mut records = forward_block::decode(&block, id).unwrap();
+            let RecordBody::Write { data_pos, .. } = &mut records[0].body else {
+                panic!("the first block holds a write");
+            };
+            *data_pos = bad;
+            write_forward_block(&damaged, &layout, 0, 0, &records);
+            let (volume, report) = open(&damaged).unwrap();
+            assert_eq!(report.torn_rings, vec![0], "data_pos {bad}");
+            drop(volume.writer(0).unwrap());
+            volume.close().unwrap();
+        }
+    }
 }
