@@ -86,8 +86,11 @@ pub enum BackwardOp {
 #[derive(Debug)]
 pub struct BackwardIndex {
     generations: BTreeMap<u64, Arc<Generation>>,
-    /// (point time, point seq) of every generation: times never decrease with
-    /// seqs, so "newest point at or before a time" is one range lookup.
+    /// (point time, point seq) of every generation, so "latest point at or
+    /// before a time" is one range lookup. Times never decrease within a ring,
+    /// but two rings may stamp neighbouring seqs a few microseconds out of
+    /// order (seq and clock are read separately), and a damaged image may hold
+    /// anything: ordering by time first keeps the lookup correct either way.
     by_time: BTreeSet<(u64, u64)>,
     /// Point seqs of the generations whose point carries a label.
     by_label: HashMap<String, BTreeSet<u64>>,
@@ -159,12 +162,6 @@ impl Absorb<BackwardOp> for BackwardIndex {
                 for x in &g.record.extents {
                     self.map
                         .insert(x.lba, u64::from(x.nblocks), point, x.data_pos);
-                }
-                if let Some(&(newest_time, _)) = self.by_time.last() {
-                    assert!(
-                        g.record.point_time_ns >= newest_time,
-                        "generation times never decrease"
-                    );
                 }
                 self.by_time.insert((g.record.point_time_ns, point));
                 if let Some(label) = &g.record.point_label {
