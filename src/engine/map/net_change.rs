@@ -41,6 +41,9 @@ pub struct Change {
 pub struct NetChange {
     /// start -> (length, source of `start`)
     extents: BTreeMap<u64, (u64, ChangeSource)>,
+    /// Sum of the extents' lengths, kept as they change: the sync worker
+    /// checks it after every record, so it must not cost a walk.
+    blocks: u64,
 }
 
 impl NetChange {
@@ -55,6 +58,7 @@ impl NetChange {
         // An extent starting before `lba` may overlap it: trim it, keeping any tail past `end`.
         if let Some((&start, &(len, src))) = self.extents.range(..lba).next_back() {
             if start + len > lba {
+                self.blocks -= (start + len).min(end) - lba;
                 self.extents.insert(start, (lba - start, src));
                 if start + len > end {
                     self.extents
@@ -66,12 +70,14 @@ impl NetChange {
         let inside: Vec<u64> = self.extents.range(lba..end).map(|(&s, _)| s).collect();
         for s in inside {
             let (len, src) = self.extents.remove(&s).unwrap_or((0, ChangeSource::Zero));
+            self.blocks -= (s + len).min(end) - s;
             if s + len > end {
                 self.extents
                     .insert(end, (s + len - end, src.advanced(end - s)));
             }
         }
         self.extents.insert(lba, (nblocks, source));
+        self.blocks += nblocks;
         debug_assert!(self.check());
     }
 
@@ -108,7 +114,7 @@ impl NetChange {
 
     /// Blocks changed.
     pub fn blocks(&self) -> u64 {
-        self.extents.values().map(|(l, _)| *l).sum()
+        self.blocks
     }
 
     /// Disjoint extents.
@@ -128,7 +134,7 @@ impl NetChange {
             }
             prev_end = s + l;
         }
-        true
+        self.blocks == self.extents.values().map(|(l, _)| *l).sum::<u64>()
     }
 }
 
