@@ -12,3 +12,4 @@
 pub mod device;
 pub mod engine;
 pub mod lock_audit;
+pub mod runtime;
