@@ -2,9 +2,14 @@
 //! volume as it was at any retained point in time (continuous data protection).
 //!
 //! Layers, arrows pointing down only (see `../shared/DESIGN.md`):
-//! `engine` (one protected volume on a device) uses `device` (block devices).
+//! `runtime` (polled per-core reactors, cross-core mailboxes, hugepage memory)
+//! uses `engine` (one protected volume on a device), which uses `device`
+//! (block devices). `lock_audit` is a leaf every layer may use: the crate's
+//! only lock types, counted per thread.
 
 #![warn(missing_debug_implementations)]
 
 pub mod device;
 pub mod engine;
+pub mod lock_audit;
+pub mod runtime;

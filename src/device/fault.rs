@@ -24,7 +24,8 @@ use super::{
     check_depth, check_request, Device, DeviceError, DeviceInfo, DeviceQueue, IoCompletion, IoKind,
     IoRequest, QueueFull,
 };
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use crate::lock_audit::AuditedMutex;
+use std::sync::{Arc, MutexGuard, PoisonError};
 
 /// What a [`FaultDevice`] injects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +58,7 @@ impl Default for FaultConfig {
 
 /// A device that reorders completions, injects errors and crashes on demand.
 pub struct FaultDevice {
-    shared: Arc<Mutex<FaultState>>,
+    shared: Arc<AuditedMutex<FaultState>>,
     info: DeviceInfo,
     inner_description: String,
 }
@@ -108,7 +109,7 @@ impl FaultDevice {
             crashed: false,
         };
         Ok(Arc::new(FaultDevice {
-            shared: Arc::new(Mutex::new(state)),
+            shared: Arc::new(AuditedMutex::new(state)),
             info: DeviceInfo {
                 volatile_cache: true,
                 ..inner_info
@@ -387,7 +388,7 @@ struct InFlight {
 
 /// A queue on a [`FaultDevice`]; holds its requests until poll/wait completes them.
 struct FaultQueue {
-    shared: Arc<Mutex<FaultState>>,
+    shared: Arc<AuditedMutex<FaultState>>,
     info: DeviceInfo,
     depth: usize,
     /// In submission order.
@@ -457,7 +458,7 @@ impl DeviceQueue for FaultQueue {
 
 /// The shared state; a panic while it was held (a failed assertion in a test)
 /// leaves nothing half-done that later calls could trip over.
-fn lock(shared: &Mutex<FaultState>) -> MutexGuard<'_, FaultState> {
+fn lock(shared: &AuditedMutex<FaultState>) -> MutexGuard<'_, FaultState> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

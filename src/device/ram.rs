@@ -20,9 +20,10 @@ use super::{
     check_depth, check_request, Device, DeviceError, DeviceInfo, DeviceQueue, IoCompletion, IoKind,
     IoRequest, QueueFull,
 };
+use crate::lock_audit::AuditedRwLock;
 use std::collections::VecDeque;
 use std::ptr::NonNull;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError};
 
 /// A device whose bytes live in memory.
 pub struct RamDevice {
@@ -159,7 +160,7 @@ struct RamRegion {
     len: usize,
     /// Shared by queue copies (which the engine keeps on disjoint ranges),
     /// exclusive for the whole-region helpers that may touch any byte.
-    gate: RwLock<()>,
+    gate: AuditedRwLock<()>,
 }
 
 // SAFETY: the region is plain memory; every access goes through raw-pointer
@@ -206,7 +207,7 @@ impl RamRegion {
         Ok(RamRegion {
             base,
             len,
-            gate: RwLock::new(()),
+            gate: AuditedRwLock::new(()),
         })
     }
 

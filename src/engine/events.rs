@@ -5,8 +5,8 @@
 //! [`Event::Expired`].
 
 use super::point::Point;
+use crate::lock_audit::AuditedMutex;
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Mutex;
 
 /// A notable change in a volume's history.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub struct RecoveryReport {
 /// Subscriber list.
 #[derive(Debug, Default)]
 pub struct Events {
-    subscribers: Mutex<Vec<Sender<Event>>>,
+    subscribers: AuditedMutex<Vec<Sender<Event>>>,
 }
 
 impl Events {

@@ -18,8 +18,9 @@ use super::geometry::Layout;
 use super::grace::GraceDomain;
 use super::twin::{TwinReaders, TwinWriter};
 use crate::device::Device;
+use crate::lock_audit::AuditedMutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 /// A ring's watermark when it has nothing in flight.
 pub const IDLE: u64 = u64::MAX;
@@ -51,7 +52,7 @@ pub struct ParkedRing {
 #[derive(Debug)]
 pub struct RingSlot {
     pub claimed: AtomicBool,
-    pub parked: Mutex<Option<ParkedRing>>,
+    pub parked: AuditedMutex<Option<ParkedRing>>,
     pub readers: TwinReaders<RingIndex>,
     /// Lowest seq of this ring not yet visible in its index ([`IDLE`] when none).
     pub low: Padded<AtomicU64>,

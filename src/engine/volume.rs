@@ -28,8 +28,9 @@ use super::sync::{SyncReport, Worker};
 use super::twin::{self, Absorb};
 use crate::device::blocking::BlockingQueue;
 use crate::device::{AlignedBuf, Device};
+use crate::lock_audit::AuditedMutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Options for [`Volume::format`].
@@ -74,7 +75,7 @@ pub struct VolumeStats {
 pub struct Volume {
     state: Arc<VolumeState>,
     worker: Option<std::thread::JoinHandle<()>>,
-    reader: Mutex<Reader>,
+    reader: AuditedMutex<Reader>,
 }
 
 impl std::fmt::Debug for Volume {
@@ -129,7 +130,7 @@ impl Volume {
                 )))
             })?;
         let _ = state.worker.thread.set(handle.thread().clone());
-        let reader = Mutex::new(Reader::new(Arc::clone(&state))?);
+        let reader = AuditedMutex::new(Reader::new(Arc::clone(&state))?);
         let unclean = !report.torn_rings.is_empty()
             || report.dropped_records > 0
             || report.completed_sync_to.is_some()
@@ -438,7 +439,7 @@ fn build(
         let tails = checkpoint.rings[ring];
         slots.push(RingSlot {
             claimed: AtomicBool::new(false),
-            parked: Mutex::new(Some(ParkedRing {
+            parked: AuditedMutex::new(Some(ParkedRing {
                 index: writer,
                 desc_head: scan.desc_head,
                 data_head: scan.data_head,
