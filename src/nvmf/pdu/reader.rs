@@ -306,7 +306,8 @@ impl PduReader {
                 offset: wire::u32_at(buf, 12),
                 length: wire::u32_at(buf, 16),
                 last: frame.flags & flags::LAST_PDU != 0,
-                success: frame.flags & flags::SUCCESS != 0,
+                // SUCCESS is reserved in H2CData.
+                success: t == PduType::C2HData && frame.flags & flags::SUCCESS != 0,
             };
             if d.length as usize != data_len {
                 return Err(PduError::Field {
