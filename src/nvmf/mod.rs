@@ -22,4 +22,5 @@ pub mod logpage;
 pub mod pdu;
 pub mod properties;
 pub mod status;
+pub mod target;
 pub mod wire;

@@ -198,6 +198,7 @@ impl Registry {
         hostnqn: &str,
         hostid: [u8; 16],
         kato_ms: u32,
+        max_io_queues: u16,
     ) -> Result<Arc<Controller>, RegistryError> {
         let mut map = self
             .controllers
@@ -220,7 +221,8 @@ impl Registry {
             kato_ms: AtomicU32::new(kato_ms),
             cc: AtomicU32::new(0),
             csts: AtomicU32::new(0),
-            io_queues: AtomicU32::new(0),
+            // Until the host sets Number of Queues, every queue we allow.
+            io_queues: AtomicU32::new(u32::from(max_io_queues)),
             aec: AtomicU32::new(0),
             vwc: AtomicBool::new(true),
             last_keep_alive: AtomicU64::new(0),

@@ -357,7 +357,12 @@ impl ReactorIo {
         }
     }
 
-    fn deliver(inboxes: &mut [Inbox], cache: &mut HashMap<usize, Vec<AlignedBuf>>, full: u64, done: IoDone) {
+    fn deliver(
+        inboxes: &mut [Inbox],
+        cache: &mut HashMap<usize, Vec<AlignedBuf>>,
+        full: u64,
+        done: IoDone,
+    ) {
         let queue = (full >> 32) as u32;
         match inboxes.get_mut((queue & 0xFFFF) as usize) {
             Some(inbox) if inbox.open && u32::from(inbox.generation) == queue >> 16 => {

@@ -178,7 +178,10 @@ impl NsSlot {
         let mut removed = None;
         self.change(|t| {
             removed = t.remove(&nsid);
-            removed.as_ref().map(|_| ()).ok_or(NsChangeError::NotFound(nsid))
+            removed
+                .as_ref()
+                .map(|_| ())
+                .ok_or(NsChangeError::NotFound(nsid))
         })?;
         removed.ok_or(NsChangeError::NotFound(nsid))
     }
