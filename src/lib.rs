@@ -14,3 +14,4 @@ pub mod engine;
 pub mod lock_audit;
 pub mod nvmf;
 pub mod runtime;
+pub mod service;
