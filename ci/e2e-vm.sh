@@ -222,19 +222,23 @@ budget=$((timeout_s - 60)); [ "$timeout_s" -lt 180 ] && budget=$((timeout_s * 2 
 rm -f "$out/console.log" "$out/dmesg.txt"
 
 share() { echo "local,path=${1//,/,,},mount_tag=$2,security_model=none$3"; }
+# shellcheck disable=SC2054  # the commas are QEMU's
 qemu=(qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp "$cpus"
   -kernel "$img/vmlinuz" -initrd "$img/root.cpio"
   -append "console=ttyS0 quiet panic=-1 tsc=reliable mitigations=off $append"
-  -nographic -no-reboot -nic none -device virtio-rng-pci
+  -nographic -no-reboot -nic none -device virtio-rng-pci -vga none
+  -fw_cfg name=etc/sercon-port,string=0   # keep SeaBIOS's screen codes off the console
   -virtfs "$(share "$ctl" e2e_ctl '')" -virtfs "$(share "$job" e2e_job ,readonly=on)"
   -virtfs "$(share "$out" e2e_out '')")
 say "booting $(head -n 1 "$img/info") under TCG (limit ${timeout_s}s); console: $out/console.log"
 t0=$SECONDS
 set +e
-timeout -k 5 "$timeout_s" "${qemu[@]}" < /dev/null 2>&1 | tr -d '\r' | tee "$out/console.log"
+timeout -k 5 "$timeout_s" "${qemu[@]}" < /dev/null 2>&1 | tr -d '\r' \
+  | grep --line-buffered -v '^qemu-system-x86_64: -fw_cfg name=etc/sercon-port' | tee "$out/console.log"
 qrc=${PIPESTATUS[0]}
 set -e
-rc=$(tr -dc 0-9 < "$ctl/rc" 2>/dev/null || true)
+rc=""
+[ -f "$ctl/rc" ] && rc=$(tr -dc 0-9 < "$ctl/rc")
 if [ -z "$rc" ]; then
   if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then rc=124; say "timeout: QEMU killed after ${timeout_s}s"
   else rc=125; say "the VM stopped without a result (qemu status $qrc); see $out/console.log"; fi
