@@ -5,11 +5,12 @@
 #   ci/e2e-vm.sh [options] JOB_DIR OUT_DIR -- COMMAND [ARGS...]
 #   ci/e2e-vm.sh --build-only
 #
-# JOB_DIR is copied into the guest's RAM at /job (writable, private); COMMAND runs there as
-# root (a file of JOB_DIR, e.g. `guest.sh --target kernel`, runs from /job; anything else
-# is looked up in the guest's PATH). OUT_DIR (created if
-# missing) is the guest's /out, shared live over 9p, so whatever the guest writes there
-# survives a hang. This script's exit status is COMMAND's, or:
+# JOB_DIR is copied into the guest's RAM at /job (writable, private; symlinks stay links,
+# so copy files in). COMMAND runs there as root: a file of JOB_DIR (e.g. `guest.sh
+# --target kernel`) runs from /job, anything else is looked up in the guest's PATH.
+# OUT_DIR (created if missing) is the guest's /out, shared live over 9p, so whatever the
+# guest writes there survives a hang; COMMAND sees E2E_OUT=/out. This script's exit
+# status is COMMAND's, or:
 #   124  timeout (the guest's budget ran out, or the VM was hard-killed at --timeout)
 #   125  the VM died before COMMAND reported a status (no boot, panic, 9p mount failure)
 #   126  the harness itself failed (host packages, image build)     2  bad usage
@@ -33,7 +34,8 @@
 #       is built. `--rebuild` forces a build; `rm -rf` the cache dir is always safe.
 #  3. Each run boots that kernel with the cpio as its RAM root under qemu TCG (this
 #     machine has no usable KVM): `-nic none` (the guest only has lo), serial console,
-#     `tsc=reliable` (else the clocksource falls back to the emulated HPET and I/O halves).
+#     `tsc=reliable` (shared/e2e found that without it the clocksource falls back to the
+#     emulated HPET and fio gets about half the I/O done).
 #     Three 9p shares: the job dir (read-only, copied to /job by /init), the out dir
 #     (/out) and a private control dir (the command line in, the exit status out).
 #  4. /init mounts the basics, runs COMMAND under `timeout`, writes its status to the
@@ -44,8 +46,8 @@
 # Debugging a failure: OUT_DIR/console.log is the whole serial console (boot messages,
 # panics, COMMAND's output); OUT_DIR/dmesg.txt the guest kernel log at the end (with the
 # stacks of blocked tasks after a timeout); the image build log is in the image dir
-# (build.log). Boot by hand with `-e` and a COMMAND like `bash -c 'dmesg; ls /dev'`, or
-# `--append loglevel=7` to drop `quiet`.
+# (build.log). To look around in the guest, run a COMMAND like `bash -c 'lsmod; ls /dev'`;
+# `--append loglevel=7` shows more of the boot.
 set -euo pipefail
 
 RECIPE=1   # bump when the image recipe (layout, init) changes meaning
@@ -159,7 +161,8 @@ build_image() {
     kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
   fi
   [ -n "$kpkg" ] || die "cannot tell which kernel linux-image-amd64 depends on"
-  (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$kpkg" >&2) || die "apt-get download $kpkg failed"
+  fetch() { (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$kpkg" >&2); }
+  fetch || { apt-get update -q >&2 && fetch; } || die "apt-get download $kpkg failed"
   kdir=$work/kernel
   dpkg-deb -x "$work"/linux-image-*.deb "$kdir"
   kv=${kpkg#linux-image-}

@@ -206,8 +206,10 @@ rewind_point_take() {   # sets POINT_NS; writes before this are in the point, la
   echo "point: $POINT_NS ns" | tee -a "$OUT/target.log"
 }
 rewind_view_create() {   # prints the view's NSID
-  /job/rewind view add --config "$REWIND_CONFIG" --volume vol0 --at-ns "$POINT_NS" \
-    2>> "$OUT/target.log" | tr -dc 0-9
+  local nsid
+  nsid=$(/job/rewind view add --config "$REWIND_CONFIG" --volume vol0 --at-ns "$POINT_NS" \
+    2>> "$OUT/target.log") || fail "rewind view add failed (see target.log)"
+  echo "$nsid" | tr -dc 0-9
 }
 rewind_view_remove() {   # rewind_view_remove NSID
   run /job/rewind view remove --config "$REWIND_CONFIG" --volume vol0 --nsid "$1" >> "$OUT/target.log" 2>&1
