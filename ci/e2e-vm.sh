@@ -32,6 +32,8 @@
 #       depmod), plus our /init; packed as an uncompressed cpio (gunzip under emulation
 #       would cost seconds per boot). ~250 MB; older images are removed when a new one
 #       is built. `--rebuild` forces a build; `rm -rf` the cache dir is always safe.
+#     The key leaves out the kernel version on purpose (computing it needs no network):
+#     an image keeps the kernel it was built with until the recipe changes or --rebuild.
 #  3. Each run boots that kernel with the cpio as its RAM root under qemu TCG (this
 #     machine has no usable KVM): `-nic none` (the guest only has lo), serial console,
 #     `tsc=reliable` (shared/e2e found that without it the clocksource falls back to the
