@@ -29,8 +29,8 @@
 #       `apt-get download` and unpacked with dpkg-deb (nothing is installed on the host);
 #     - the root: `mmdebstrap --variant=essential` with GUEST_PACKAGES, plus the modules
 #       in GUEST_MODULES and their dependencies (from the unpacked kernel, run through
-#       depmod), plus our /init; packed as an uncompressed cpio (gunzip under emulation
-#       would cost seconds per boot). ~250 MB; older images are removed when a new one
+#       depmod), plus our /init; packed as an uncompressed cpio (shared/e2e reports that
+#       gunzip under emulation costs ~5 s per boot). ~250 MB; older images are removed when a new one
 #       is built. `--rebuild` forces a build; `rm -rf` the cache dir is always safe.
 #     The key leaves out the kernel version on purpose (computing it needs no network):
 #     an image keeps the kernel it was built with until the recipe changes or --rebuild.
@@ -153,7 +153,7 @@ img=$cache/image-$key
 
 build_image() {
   local t0=$SECONDS work kpkg kv kdir root m f
-  say "building the guest image (once; about a minute) in $img"
+  say "building the guest image (once; 1-2 minutes) in $img"
   work=$(mktemp -d "$cache/build.XXXXXX")
   # shellcheck disable=SC2064  # expand now: $work is local
   trap "rm -rf --one-file-system '$work'" EXIT
