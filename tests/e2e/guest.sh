@@ -227,8 +227,12 @@ target_start() { "${TARGET}_target_start"; }
 target_stop() { "${TARGET}_target_stop"; }
 
 # ------------------------------------------------------------------ generic steps
+up_or_gone() { listening || { [ -n "$TARGET_PID" ] && target_exited; }; }
 do_wait_listen() {
-  wait_for 60 listening || fail "nothing listens on $ADDR:$PORT (see target.log)"
+  wait_for 60 up_or_gone || fail "nothing listens on $ADDR:$PORT after 60 s (see target.log)"
+  if [ -n "$TARGET_PID" ] && target_exited; then
+    tail -n 20 "$OUT/target.log"; fail "the target exited (see target.log)"
+  fi
   ss -Hltn "sport = :$PORT"
 }
 do_discover() {
