@@ -8,7 +8,7 @@
 
 use rewind::device::ram::RamDevice;
 use rewind::device::Device;
-use rewind::engine::{At, FormatOptions, Geometry, Volume, VolumeConfig};
+use rewind::engine::{At, FormatOptions, Geometry, Volume};
 use rewind::nvmf::command::{
     cns, feature, CommandBuf, Connect, ConnectData, Dsm, DsmRange, GetLogPage, Identify,
     PropertySize, ReadWrite, SetFeatures, Sgl, WriteZeroes,
@@ -334,7 +334,7 @@ fn start(allowed: Vec<String>) -> Fixture {
             device,
             &geometry,
             &FormatOptions::default(),
-            VolumeConfig::default(),
+            rewind::service::volumes::volume_config(),
         )
         .unwrap(),
     );
@@ -648,5 +648,37 @@ fn refused_host_and_malformed_pdu_harm_no_one_else() {
 
     // The good connection is unharmed.
     assert_eq!(read(&mut good, 1, 5, 1).1, data);
+    f.server.stop().unwrap();
+}
+
+/// Write Zeroes of the whole volume (what mkfs does) on a volume whose
+/// backward journal is smaller than the volume: the target splits it into
+/// records the sync can take, the sync completes, the data reads as zeroes.
+#[test]
+fn whole_volume_write_zeroes_then_sync() {
+    let f = start(Vec::new());
+    let addr = f.server.local_addrs()[0];
+    let (_a, cntlid) = admin(addr, &f.nqn, false);
+    let mut q = io_queue(addr, &f.nqn, cntlid, 1, false);
+    let g = f.volume.geometry().clone();
+    assert!(g.backward_data_blocks < g.volume_blocks * 2);
+    assert!(status(&write(&mut q, 1, 7, &pattern(4, 1))).is_success());
+    let mut lba = 0;
+    while lba < g.volume_blocks {
+        let n = (g.volume_blocks - lba).min(65536);
+        let cid = q.cid();
+        let wz = WriteZeroes {
+            slba: lba,
+            nlb0: (n - 1) as u16,
+            deac: false,
+            fua: false,
+            lr: false,
+        };
+        q.ok(&CommandBuf::write_zeroes(cid, 1, &wz), &[], &[]);
+        lba += n;
+    }
+    f.volume.sync_now().unwrap();
+    assert_eq!(read(&mut q, 1, 7, 1).1, vec![0u8; BS]);
+    assert_eq!(read(&mut q, 1, g.volume_blocks - 1, 1).1, vec![0u8; BS]);
     f.server.stop().unwrap();
 }

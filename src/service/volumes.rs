@@ -31,6 +31,16 @@ pub struct Opened {
     pub formatted: bool,
 }
 
+/// Engine settings for a served volume: the deepest queues the engine
+/// allows, since every host queue on a reactor shares that reactor's ring
+/// writer and device queue.
+pub fn volume_config() -> VolumeConfig {
+    VolumeConfig {
+        queue_depth: crate::device::QUEUE_DEPTH_MAX,
+        ..VolumeConfig::default()
+    }
+}
+
 /// Opens (or formats) the volume `spec` with `rings` writer rings.
 pub fn open_volume(spec: &VolumeSpec, rings: u16) -> Result<Opened, VolumeError> {
     let size = parse_size(&spec.size)?;
@@ -54,7 +64,8 @@ pub fn open_volume(spec: &VolumeSpec, rings: u16) -> Result<Opened, VolumeError>
         source,
     })?;
     let device: Arc<dyn Device> = device;
-    match Volume::open(Arc::clone(&device), VolumeConfig::default()) {
+    let config = volume_config();
+    match Volume::open(Arc::clone(&device), config.clone()) {
         Ok((volume, report)) => {
             tracing::info!(volume = %spec.name, ?report, "volume opened");
             Ok(Opened {
@@ -64,13 +75,8 @@ pub fn open_volume(spec: &VolumeSpec, rings: u16) -> Result<Opened, VolumeError>
         }
         Err(EngineError::BadMagic { .. }) => {
             tracing::info!(volume = %spec.name, device = %spec.device.display(), size, "formatting a new volume");
-            let volume = Volume::format(
-                device,
-                &geometry,
-                &FormatOptions::default(),
-                VolumeConfig::default(),
-            )
-            .map_err(engine)?;
+            let volume = Volume::format(device, &geometry, &FormatOptions::default(), config)
+                .map_err(engine)?;
             Ok(Opened {
                 volume,
                 formatted: true,

@@ -25,7 +25,7 @@ use crate::nvmf::command::{
     admin as admin_op, connect_invalid_in_command, connect_invalid_in_data, dsm_ranges,
     io as io_op, Command, CommandError, Connect, ConnectData, Fabrics, Sgl, FABRICS_OPCODE,
 };
-use crate::nvmf::completion::Completion;
+use crate::nvmf::completion::{Completion, StatusField};
 use crate::nvmf::pdu::negotiate::{accept_ic_req, ControllerParams};
 use crate::nvmf::pdu::{
     writer, DataHeader, Fes, HeaderPoll, Pdu, PduError, PduHeader, PduReader, PduWriter, Poll, R2t,
@@ -345,6 +345,13 @@ impl QueuePair {
 
     fn fail(&mut self, cid: u16, status: Status, dw0: u32) {
         let mut cqe = Completion::error(cid, status);
+        // Momentary conditions invite a retry; everything else is final.
+        if matches!(
+            status,
+            Status::NAMESPACE_NOT_READY | Status::TRANSIENT_TRANSPORT_ERROR
+        ) {
+            cqe.status = StatusField::new(status);
+        }
         cqe.dw0 = dw0;
         self.respond(cqe);
     }
@@ -808,11 +815,24 @@ impl QueuePair {
             self.respond(Completion::success(cid));
             return Ok(());
         }
+        // The engine takes at most `max_zeroes_blocks` per record (so one
+        // record's undo data always fits a sync step): split larger ranges.
+        let chunk = match ns.volume() {
+            Some(v) => v.geometry().max_zeroes_blocks(),
+            None => u64::from(self.target.limits.max_transfer_bytes / ns.block_size),
+        }
+        .max(1);
+        let pieces: Vec<(u64, u64)> = extents
+            .iter()
+            .flat_map(|&(lba, n)| {
+                (0..n.div_ceil(chunk)).map(move |k| (lba + k * chunk, (n - k * chunk).min(chunk)))
+            })
+            .collect();
         let i = self.alloc_slot(cid, Op::Other, ns, 0)?;
         let q = self.queue();
         let mut submitted = 0u32;
         let mut failure = None;
-        for &(lba, n) in extents {
+        for &(lba, n) in &pieces {
             let r = match &ns.kind {
                 NsKind::Live(v) => io.write_zeroes(v, lba, n, q, i as u32),
                 NsKind::Raw(d) => {
