@@ -783,7 +783,7 @@ mod tests {
     fn overlapping_undo_extents_end_the_backward_scan() {
         let (ram, layout) = image();
         edit_generation(&ram, &layout, 0, |r| {
-            let twin = r.extents[0].clone();
+            let twin = r.extents[0];
             r.extents.push(twin);
         });
         let (volume, report) = open(&ram).unwrap();
