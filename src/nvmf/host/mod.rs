@@ -1,0 +1,26 @@
+//! The NVMe/TCP host (initiator): connects to any conforming NVMe/TCP
+//! target (Linux nvmet, SPDK, ours), for the integration tests, `rewind
+//! perf` and replication.
+//!
+//! Layers, lowest first: [`slots`] (command ids and per-command state),
+//! [`buffers`] (where command data lives), [`tx`] (the zero-copy transmit
+//! queue), [`queue`] (the sans-IO queue pair: bytes in, bytes out,
+//! completions out), [`error`] (typed errors).
+//!
+//! Invariant: everything below the socket layer is sans-IO and
+//! deterministic, so the protocol logic is tested byte for byte against
+//! scripted targets; nothing a target sends can panic the host.
+
+pub mod buffers;
+pub mod error;
+pub mod queue;
+pub mod slots;
+pub mod tx;
+
+pub use buffers::{Data, DataBuffers, NoData, SlotBuffers};
+pub use error::{HostError, ProtocolError, QueueError, SubmitError};
+pub use queue::{HostCompletion, QueueConfig, QueuePair};
+pub use slots::Direction;
+
+#[cfg(test)]
+mod tests;
