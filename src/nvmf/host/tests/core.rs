@@ -301,6 +301,49 @@ fn r2t_write_is_split_at_maxh2cdata_and_follows_each_r2t() {
 }
 
 #[test]
+fn h2c_data_is_padded_to_the_controllers_alignment() {
+    let mut qp = QueuePair::new(cfg(4, true, 0));
+    let mut peer = Peer::default();
+    let mut out = Vec::new();
+    qp.take_tx(&NoData, &mut out);
+    peer.push(&out);
+    let Some(FromHost::IcReq(req)) = peer.next() else {
+        panic!("ICReq")
+    };
+    // CPDA 7: H2C data starts on a 32-byte boundary.
+    let n = peer.accept(
+        &req,
+        &crate::nvmf::pdu::negotiate::ControllerParams {
+            cpda: 7,
+            ..params(8192)
+        },
+    );
+    assert_eq!(n.cpda, 7);
+    qp.feed(&peer.take(), &mut NoData).unwrap();
+    let mut bufs = SlotBuffers::new(4);
+    let data = pattern(5000, 8);
+    let cid = submit(
+        &mut qp,
+        &mut bufs,
+        write_cmd(),
+        Direction::Out,
+        data.clone(),
+        0,
+    );
+    to_peer(&mut qp, &bufs, &mut peer);
+    peer.next().unwrap().cmd();
+    peer.r2t(cid, 1, 0, 5000);
+    qp.feed(&peer.take(), &mut bufs).unwrap();
+    let mut wire = Vec::new();
+    qp.take_tx(&bufs, &mut wire);
+    assert_eq!(wire[3], 32, "PDO: header 24 + digest 4, rounded up to 32");
+    peer.push(&wire);
+    let (h, got) = peer.next().unwrap().h2c();
+    assert_eq!((h.offset, h.length, h.last), (0, 5000, true));
+    assert_eq!(got, data);
+}
+
+#[test]
 fn completion_waits_until_the_data_left_the_queue() {
     let (mut qp, mut peer) = ready(cfg(4, false, 0), 8192);
     let mut bufs = SlotBuffers::new(4);

@@ -85,7 +85,8 @@ pub struct TargetConn {
     shared: Arc<Mutex<Shared>>,
     qid: Option<u16>,
     discovery: bool,
-    pending: Option<PendingWrite>,
+    /// Writes waiting for H2CData, by command id.
+    pending: Vec<PendingWrite>,
 }
 
 impl TargetConn {
@@ -95,7 +96,7 @@ impl TargetConn {
             shared,
             qid: None,
             discovery: false,
-            pending: None,
+            pending: Vec::new(),
         }
     }
 
@@ -117,10 +118,10 @@ impl TargetConn {
     }
 
     fn h2c(&mut self, hdr: DataHeader, data: &[u8]) {
-        let Some(p) = self.pending.as_mut() else {
+        let Some(at) = self.pending.iter().position(|p| p.cid == hdr.cccid) else {
             panic!("H2CData without a write")
         };
-        assert_eq!(hdr.cccid, p.cid);
+        let p = &mut self.pending[at];
         assert_eq!(hdr.ttag, p.ttag);
         assert_eq!(hdr.offset, p.received, "H2CData in order");
         let off = hdr.offset as usize;
@@ -140,7 +141,7 @@ impl TargetConn {
             self.peer.r2t(cid, ttag, off, len);
             return;
         }
-        let Some(p) = self.pending.take() else { return };
+        let p = self.pending.swap_remove(at);
         let mut s = self.shared.lock().unwrap();
         s.ram[p.start..p.start + p.buf.len()].copy_from_slice(&p.buf);
         drop(s);
@@ -348,7 +349,7 @@ impl TargetConn {
                 } else {
                     let first = s.r2t_chunk.min(len as u32);
                     drop(s);
-                    self.pending = Some(PendingWrite {
+                    self.pending.push(PendingWrite {
                         cid,
                         start,
                         buf: vec![0; len],

@@ -124,7 +124,24 @@ fn loopback_connect_identify_io_and_async_queue() {
         assert_eq!(d.buf.as_deref(), Some(&pattern(4096, 100 + d.tag)[..]));
     }
     assert_eq!(q.outstanding(), 0);
+
+    // 64 KiB writes need R2Ts (in-capsule limit 8 KiB): the H2CData goes
+    // out from inside poll, right after the R2T is read.
+    done.clear();
+    for i in 0..8u64 {
+        q.submit_write(1, 2048 + i * 128, 128, pattern(65536, 200 + i), i)
+            .unwrap();
+    }
+    while done.len() < 8 {
+        assert!(q.wait(&mut done, Duration::from_secs(5)).unwrap() > 0);
+    }
+    assert!(done
+        .iter()
+        .all(|d| d.is_success() && d.transferred == 65536));
     q.close();
+    let mut back = vec![0u8; 65536];
+    c.read(1, 1, 2048 + 3 * 128, 128, &mut back).unwrap();
+    assert_eq!(back, pattern(65536, 203));
 
     // The blocking side sees what the async queue wrote.
     let mut back = vec![0u8; 4096];
