@@ -126,8 +126,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> IoQueue<B> {
         }
     }
 
-    /// Queues a Read of `nblocks` into `buf` (whose length must be
-    /// `nblocks` times the block size).
+    /// Queues a Read of `nblocks` (1..=65535; 0 reads one) into `buf`,
+    /// whose length must be `nblocks` times the block size: the queue does
+    /// not know the namespace's block size, the target checks the match.
     pub fn submit_read(
         &mut self,
         nsid: u32,
