@@ -13,10 +13,13 @@
 //! [`completion`] (CQE), [`command`] (SQE, SGL, fabrics commands, Connect
 //! data), [`pdu`] (NVMe/TCP PDUs, digests, the incremental reader, ICReq/ICResp
 //! negotiation), [`properties`] (CAP/VS/CC/CSTS), [`identify`] and
-//! [`logpage`] (admin data structures).
+//! [`logpage`] (admin data structures). On top of them, [`host`] is the
+//! NVMe/TCP initiator (its queue-pair core is sans-IO too; its clients own
+//! sockets).
 
 pub mod command;
 pub mod completion;
+pub mod host;
 pub mod identify;
 pub mod logpage;
 pub mod pdu;
