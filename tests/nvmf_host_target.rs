@@ -5,17 +5,13 @@
 //! earlier point next to the live namespace, the vendor read-at-point
 //! command, and a refused host.
 
-use rewind::device::ram::RamDevice;
-use rewind::device::Device;
-use rewind::engine::geometry::Layout;
-use rewind::engine::{At, FormatOptions, Geometry, Volume};
+mod nvmf_common;
+
+use rewind::engine::{At, Volume};
 use rewind::nvmf::host::{discover, ConnectOptions, Controller, HostError, IoQueue, Point};
 use rewind::nvmf::status::Status;
 use rewind::nvmf::target::namespace::{Namespace, NsKind};
 use rewind::nvmf::target::server::Server;
-use rewind::nvmf::target::subsystem::{volume_nqn, Subsystem, SubsystemKind};
-use rewind::nvmf::target::{Limits, Target};
-use rewind::runtime::ReactorConfig;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,38 +19,8 @@ use std::time::Duration;
 const BS: usize = 4096;
 
 fn start(allowed: Vec<String>) -> (Server, Arc<Volume>, String, SocketAddr) {
-    let geometry = Geometry::for_volume(BS as u32, 32 << 20, 2).unwrap();
-    let layout = Layout::new(&geometry).unwrap();
-    let device: Arc<dyn Device> = RamDevice::new(layout.end, BS as u32).unwrap();
-    let volume = Arc::new(
-        Volume::format(
-            device,
-            &geometry,
-            &FormatOptions::default(),
-            rewind::service::volumes::volume_config(),
-        )
-        .unwrap(),
-    );
-    let nqn = volume_nqn("hosttest");
-    let sub = Subsystem::new(nqn.clone(), SubsystemKind::Nvm, "RWHOST".into(), allowed);
-    sub.namespaces
-        .add(Namespace {
-            nsid: 1,
-            kind: NsKind::Live(Arc::clone(&volume)),
-            block_size: BS as u32,
-            blocks: geometry.volume_blocks,
-            uuid: volume.uuid(),
-        })
-        .unwrap();
-    let target = Target::new(Limits::default(), vec![sub], Vec::new());
-    let server = Server::start(
-        target,
-        &ReactorConfig::on_cores(vec![0, 1]),
-        &["127.0.0.1:0".parse().unwrap()],
-    )
-    .unwrap();
-    let addr = server.local_addrs()[0];
-    (server, volume, nqn, addr)
+    let s = nvmf_common::serve_volume("hosttest", 32 << 20, allowed);
+    (s.server, s.volume, s.nqn, s.addr)
 }
 
 fn opts(digests: bool, io_queues: u16) -> ConnectOptions {

@@ -6,9 +6,9 @@
 //! read-at-point command, refused hosts, and a malformed PDU that ends only
 //! its own connection.
 
-use rewind::device::ram::RamDevice;
-use rewind::device::Device;
-use rewind::engine::{At, FormatOptions, Geometry, Volume};
+mod nvmf_common;
+
+use rewind::engine::{At, Volume};
 use rewind::nvmf::command::{
     cns, feature, CommandBuf, Connect, ConnectData, Dsm, DsmRange, GetLogPage, Identify,
     PropertySize, ReadWrite, SetFeatures, Sgl, WriteZeroes,
@@ -22,9 +22,7 @@ use rewind::nvmf::properties::{offset, Cap, Cc, Csts};
 use rewind::nvmf::status::Status;
 use rewind::nvmf::target::namespace::{Namespace, NsKind};
 use rewind::nvmf::target::server::Server;
-use rewind::nvmf::target::subsystem::{volume_nqn, Subsystem, SubsystemKind};
-use rewind::nvmf::target::{Limits, Target, OPC_READ_AT_POINT};
-use rewind::runtime::ReactorConfig;
+use rewind::nvmf::target::OPC_READ_AT_POINT;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -325,41 +323,12 @@ struct Fixture {
 }
 
 fn start(allowed: Vec<String>) -> Fixture {
-    let geometry = Geometry::for_volume(BS as u32, 16 << 20, 2).unwrap();
-    let layout = rewind::engine::geometry::Layout::new(&geometry).unwrap();
-    let ram = RamDevice::new(layout.end, BS as u32).unwrap();
-    let device: Arc<dyn Device> = ram;
-    let volume = Arc::new(
-        Volume::format(
-            device,
-            &geometry,
-            &FormatOptions::default(),
-            rewind::service::volumes::volume_config(),
-        )
-        .unwrap(),
-    );
-    let nqn = volume_nqn("vol0");
-    let sub = Subsystem::new(nqn.clone(), SubsystemKind::Nvm, "RW0001".into(), allowed);
-    sub.namespaces
-        .add(Namespace {
-            nsid: 1,
-            kind: NsKind::Live(Arc::clone(&volume)),
-            block_size: BS as u32,
-            blocks: geometry.volume_blocks,
-            uuid: volume.uuid(),
-        })
-        .unwrap();
-    let target = Target::new(Limits::default(), vec![sub], Vec::new());
-    let server = Server::start(
-        target,
-        &ReactorConfig::on_cores(vec![0, 1]),
-        &["127.0.0.1:0".parse().unwrap()],
-    )
-    .unwrap();
+    let s = nvmf_common::serve_volume("vol0", 16 << 20, allowed);
+    assert_eq!(s.server.local_addrs()[0], s.addr);
     Fixture {
-        server,
-        volume,
-        nqn,
+        server: s.server,
+        volume: s.volume,
+        nqn: s.nqn,
     }
 }
 

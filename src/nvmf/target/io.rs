@@ -218,6 +218,18 @@ impl ReactorIo {
         Ok(self.volumes.len() - 1)
     }
 
+    /// The volume's handles on this reactor, or the refusal handing `buf` back.
+    fn handles(
+        &mut self,
+        volume: &Arc<Volume>,
+        buf: AlignedBuf,
+    ) -> Result<(&mut VolumeIo, AlignedBuf), Refused> {
+        match self.volume_io(volume) {
+            Ok(v) => Ok((&mut self.volumes[v], buf)),
+            Err(s) => Err((s, Some(buf))),
+        }
+    }
+
     fn raw_io(&mut self, device: &Arc<dyn Device>) -> Result<usize, Status> {
         if let Some(i) = self
             .raws
@@ -252,12 +264,8 @@ impl ReactorIo {
         queue: u32,
         tag: u32,
     ) -> Result<(), Refused> {
-        let v = match self.volume_io(volume) {
-            Ok(v) => v,
-            Err(s) => return Err((s, Some(buf))),
-        };
-        self.volumes[v]
-            .writer
+        let (v, buf) = self.handles(volume, buf)?;
+        v.writer
             .submit_write(lba, buf, Self::tag(queue, tag))
             .map_err(|(e, b)| (engine_status(&e), Some(b)))
     }
@@ -297,12 +305,8 @@ impl ReactorIo {
         queue: u32,
         tag: u32,
     ) -> Result<(), Refused> {
-        let v = match self.volume_io(volume) {
-            Ok(v) => v,
-            Err(s) => return Err((s, Some(buf))),
-        };
-        self.volumes[v]
-            .reader
+        let (v, buf) = self.handles(volume, buf)?;
+        v.reader
             .submit_read(lba, at, buf, Self::tag(queue, tag))
             .map_err(|(e, b)| (engine_status(&e), Some(b)))
     }
