@@ -186,3 +186,31 @@ fn a_host_not_on_the_list_is_refused() {
     c.disconnect().unwrap();
     server.stop().unwrap();
 }
+
+/// A connection that sends garbage gets a C2HTermReq and is closed; a host
+/// connected through the library goes on as if nothing happened.
+#[test]
+fn malformed_pdus_end_only_their_own_connection() {
+    use std::io::{Read, Write};
+    let (server, _volume, nqn, addr) = start(Vec::new());
+    let mut c = Controller::connect(addr, &nqn, &opts(true, 1)).unwrap();
+    let data = pattern(77, 4 * BS);
+    c.write(1, 1, 10, 4, &data).unwrap();
+    for garbage in [
+        vec![0xFFu8; 64],                              // unknown PDU type
+        vec![0x00, 0, 64, 0, 128, 0, 0, 0],            // ICReq with a bad HLEN
+        vec![0x04, 0, 72, 72, 0xFF, 0xFF, 0xFF, 0x7F], // a capsule claiming 2 GiB
+    ] {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&garbage).unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        assert_eq!(got.first(), Some(&0x03), "a C2HTermReq, then the close");
+    }
+    let mut back = vec![0u8; 4 * BS];
+    c.read(1, 1, 10, 4, &mut back).unwrap();
+    assert_eq!(back, data);
+    c.disconnect().unwrap();
+    server.stop().unwrap();
+}
