@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything CI checks, in order: formatting, lints, the README's test command,
-# a longer soak of the model-based engine test, then a short run of every
-# fuzz target (ci/fuzz-smoke.sh; REWIND_FUZZ_SECONDS each).
+# a longer soak of the model-based engine test, a short run of every fuzz
+# target (ci/fuzz-smoke.sh; REWIND_FUZZ_SECONDS each), then the end-to-end
+# test with the real Linux NVMe/TCP host in a QEMU guest (ci/e2e.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,5 +31,8 @@ PROPTEST_CASES="${REWIND_SOAK_CASES:-3000}" cargo test --test engine_model
 
 step "fuzz smoke test"
 ci/fuzz-smoke.sh
+
+step "end to end: the Linux NVMe/TCP host against rewind serve (QEMU)"
+REWIND_E2E_TARGET=rewind ci/e2e.sh
 
 step "all checks passed"

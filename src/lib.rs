@@ -4,7 +4,7 @@
 //! Layers, arrows pointing down only (see `../shared/DESIGN.md`):
 //! `runtime` (polled per-core reactors, cross-core mailboxes, hugepage memory)
 //! uses `engine` (one protected volume on a device), which uses `device`
-//! (block devices). `lock_audit` is a leaf every layer may use: the crate's
+//! (block devices). `nvmf` is the NVMe/TCP wire layer (pure encode/decode). `lock_audit` is a leaf every layer may use: the crate's
 //! only lock types, counted per thread.
 
 #![warn(missing_debug_implementations)]
@@ -12,4 +12,6 @@
 pub mod device;
 pub mod engine;
 pub mod lock_audit;
+pub mod nvmf;
 pub mod runtime;
+pub mod service;

@@ -83,6 +83,14 @@ fn bad_requests_get_typed_errors() {
         w.write_zeroes(10, 100),
         Err(EngineError::OutOfRange { .. })
     ));
+    // One record's undo data must fit a sync step: larger zeroes are refused.
+    let max_zeroes = geometry().max_zeroes_blocks();
+    assert!(max_zeroes < geometry().volume_blocks);
+    assert!(matches!(
+        w.write_zeroes(0, max_zeroes + 1),
+        Err(EngineError::TooLarge { nblocks, .. }) if nblocks == max_zeroes + 1
+    ));
+    w.write_zeroes(0, max_zeroes).unwrap();
     let e = w
         .submit_write(0, AlignedBuf::zeroed(BS), 1 << 63)
         .unwrap_err();

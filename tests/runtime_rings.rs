@@ -253,14 +253,21 @@ fn check_points(volume: &Volume, model: &Model, when: &str) -> usize {
         let (served, bytes) = volume
             .read(0, BLOCKS, &At::Seq(point.seq))
             .unwrap_or_else(|e| panic!("{when}: read at {}: {e}", point.seq));
-        assert_eq!(
-            served.seq, point.seq,
-            "{when}: a listed point serves itself"
-        );
+        if served.seq != point.seq {
+            // A background sync may coalesce a forward point into a
+            // generation between listing and reading: then it is no longer
+            // listed, and the older point that served the read must match.
+            assert!(
+                served.seq < point.seq && !volume.points().iter().any(|p| p.seq == point.seq),
+                "{when}: listed point {} served by {} while still listed",
+                point.seq,
+                served.seq
+            );
+        }
         assert!(
-            bytes == model.image_at(point.seq),
+            bytes == model.image_at(served.seq),
             "{when}: volume at seq {} ({:?}) differs from the merged model",
-            point.seq,
+            served.seq,
             point.kind
         );
     }

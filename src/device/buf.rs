@@ -68,6 +68,18 @@ impl AlignedBuf {
         self.len = len;
     }
 
+    /// Changes the length within the capacity without zeroing: the bytes are
+    /// whatever the buffer held before (all initialised), for a recycled
+    /// buffer the caller is about to overwrite completely.
+    pub fn set_len_reusing(&mut self, len: usize) {
+        assert!(
+            len <= self.capacity,
+            "AlignedBuf::set_len_reusing beyond capacity ({len} > {})",
+            self.capacity
+        );
+        self.len = len;
+    }
+
     /// Start address, for a device request.
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.ptr.as_ptr()

@@ -137,6 +137,13 @@ impl Geometry {
         u32::try_from(cap).unwrap_or(u32::MAX)
     }
 
+    /// Largest write of zeroes accepted in one request, in blocks: a quarter
+    /// of the backward data area, so the undo data of any one record fits a
+    /// sync step (a sync cannot split a record). Never below the largest write.
+    pub fn max_zeroes_blocks(&self) -> u64 {
+        (self.backward_data_blocks / 4).max(u64::from(self.max_write_blocks()))
+    }
+
     /// Descriptor entries that fit in one forward descriptor block.
     pub fn entries_per_desc_block(&self) -> usize {
         ((self.bs() - super::ondisk::forward_block::HEADER_BYTES as u64)

@@ -329,6 +329,8 @@ impl RingWriter {
     }
 
     /// Queues a write of zeroes (write-zeroes, deallocate): no data is stored.
+    /// At most [`Geometry::max_zeroes_blocks`](crate::engine::Geometry::max_zeroes_blocks)
+    /// blocks per request (larger ones are `TooLarge`; split them).
     pub fn submit_zeroes(&mut self, lba: u64, nblocks: u64, tag: u64) -> Result<()> {
         if tag >= RESERVED_TAGS {
             return Err(EngineError::InvalidTag(tag));
@@ -338,7 +340,15 @@ impl RingWriter {
 
     fn enqueue_zeroes(&mut self, lba: u64, nblocks: u64, tag: u64) -> Result<()> {
         self.admit(tag)?;
-        let nblocks = self.check_extent(lba, nblocks)?;
+        let n32 = self.check_extent(lba, nblocks)?;
+        let max = self.state.layout.geometry.max_zeroes_blocks();
+        if nblocks > max {
+            return Err(EngineError::TooLarge {
+                nblocks,
+                max: u32::try_from(max).unwrap_or(u32::MAX),
+            });
+        }
+        let nblocks = n32;
         self.waiting.push_back(Request {
             work: Work::Zero { lba, nblocks },
             tag,

@@ -1,0 +1,295 @@
+//! `rewind`: the appliance's command line.
+//!
+//! `rewind serve` runs the service (NVMe/TCP target on polled reactors over
+//! journaled volumes); `rewind view add|remove` and `rewind mark` talk to a
+//! running service over its control socket; `rewind setup-hugepages`
+//! reserves 2 MiB pages. Every failure is one line on stderr and a non-zero
+//! exit status.
+
+use clap::{Args, Parser, Subcommand};
+use rewind::nvmf::target::namespace::{Namespace, NsKind};
+use rewind::nvmf::target::server::Server;
+use rewind::nvmf::target::subsystem::{volume_nqn, Subsystem, SubsystemKind};
+use rewind::nvmf::target::{Limits, Target};
+use rewind::runtime::{IdleMode, ReactorConfig};
+use rewind::service::control::{self, ControlServer, Managed};
+use rewind::service::volumes::open_volume;
+use rewind::service::ServiceConfig;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rewind",
+    version,
+    about = "Continuous data protection over NVMe/TCP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the service in the foreground (stops on SIGINT/SIGTERM).
+    Serve(ServeArgs),
+    /// Add or remove a read-only view of a volume at a point in time.
+    #[command(subcommand)]
+    View(ViewCommand),
+    /// Record a bookmark (a labelled consistency point) on a volume.
+    Mark {
+        #[command(flatten)]
+        at: ServiceRef,
+        #[arg(long)]
+        volume: String,
+        #[arg(long)]
+        label: String,
+    },
+    /// Reserve 2 MiB hugepages (root).
+    SetupHugepages {
+        #[arg(long)]
+        count: u64,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Configuration file (TOML). Without it: volume vol0 (1 GiB) in ./rewind-data.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Cores for the reactors: a list (0,1), ranges (0-3) or a mask (0x3).
+    #[arg(long)]
+    cores: Option<String>,
+    /// Idle behaviour of the reactors: adaptive (default) or busy.
+    #[arg(long)]
+    idle: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct ServiceRef {
+    /// The running service's configuration file (for its control socket).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl ServiceRef {
+    fn socket(&self) -> Result<PathBuf, String> {
+        Ok(match &self.config {
+            Some(path) => {
+                ServiceConfig::load(path)
+                    .map_err(|e| e.to_string())?
+                    .service
+                    .control_socket
+            }
+            None => {
+                ServiceConfig::zero_config(Path::new("rewind-data"))
+                    .service
+                    .control_socket
+            }
+        })
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum ViewCommand {
+    /// Export the volume as it was at a point; prints the new namespace ID.
+    Add {
+        #[command(flatten)]
+        at: ServiceRef,
+        #[arg(long)]
+        volume: String,
+        /// Wall-clock time, nanoseconds since the Unix epoch.
+        #[arg(long, conflicts_with_all = ["seq", "label"])]
+        at_ns: Option<u64>,
+        /// A point's sequence number.
+        #[arg(long, conflicts_with = "label")]
+        seq: Option<u64>,
+        /// A bookmark label.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Remove a view namespace.
+    Remove {
+        #[command(flatten)]
+        at: ServiceRef,
+        #[arg(long)]
+        volume: String,
+        #[arg(long)]
+        nsid: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::View(ViewCommand::Add {
+            at,
+            volume,
+            at_ns,
+            seq,
+            label,
+        }) => {
+            let point = match (at_ns, seq, label) {
+                (Some(t), None, None) => Ok(format!("time {t}")),
+                (None, Some(s), None) => Ok(format!("seq {s}")),
+                (None, None, Some(l)) if l.is_empty() || l.contains(char::is_whitespace) => {
+                    Err("a label is one word".to_string())
+                }
+                (None, None, Some(l)) => Ok(format!("label {l}")),
+                _ => Err("name the point with --at-ns, --seq or --label".to_string()),
+            };
+            point.and_then(|point| {
+                let socket = at.socket()?;
+                let reply = control::request(&socket, &format!("view-add {volume} {point}"))?;
+                let nsid = reply.split_whitespace().next().unwrap_or_default();
+                println!("{nsid}");
+                Ok(())
+            })
+        }
+        Command::View(ViewCommand::Remove { at, volume, nsid }) => at.socket().and_then(|s| {
+            control::request(&s, &format!("view-remove {volume} {nsid}")).map(|_| ())
+        }),
+        Command::Mark { at, volume, label } => at.socket().and_then(|s| {
+            let reply = control::request(&s, &format!("mark {volume} {label}"))?;
+            println!("{reply}");
+            Ok(())
+        }),
+        Command::SetupHugepages { count } => rewind::runtime::setup_hugepages(count)
+            .map(|r| {
+                println!(
+                    "hugepages (2 MiB): asked for {}, had {}, the kernel granted {} ({} free)",
+                    r.requested, r.before, r.granted, r.free
+                );
+            })
+            .map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("rewind: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Blocks SIGINT and SIGTERM in this thread (and so in every thread it
+/// starts afterwards); [`wait_for_signal`] then takes them synchronously.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-set manipulation on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    // SAFETY: `set` is a valid, initialised signal set.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let signals = block_signals();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = match &args.config {
+        Some(path) => ServiceConfig::load(path).map_err(|e| e.to_string())?,
+        None => {
+            let dir = Path::new("rewind-data");
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            ServiceConfig::zero_config(dir)
+        }
+    };
+    let cores = match (&args.cores, &config.service.cores) {
+        (Some(text), _) => rewind::runtime::resolve_cores(text).map_err(|e| e.to_string())?,
+        (None, Some(list)) => list.clone(),
+        (None, None) => vec![0],
+    };
+    let idle = match args.idle.as_deref().or(config.service.idle.as_deref()) {
+        None | Some("adaptive") => IdleMode::default(),
+        Some("busy") => IdleMode::Busy,
+        Some(other) => return Err(format!("--idle {other:?}: use adaptive or busy")),
+    };
+    let rings = u16::try_from(cores.len()).map_err(|_| "too many cores".to_string())?;
+
+    let mut volumes = HashMap::new();
+    let mut subsystems = Vec::new();
+    for spec in &config.volumes {
+        let opened = open_volume(spec, rings).map_err(|e| e.to_string())?;
+        let volume = Arc::new(opened.volume);
+        let nqn = volume_nqn(&spec.name);
+        let uuid = volume.uuid();
+        let serial: String = uuid.iter().take(10).map(|b| format!("{b:02x}")).collect();
+        let sub = Subsystem::new(nqn, SubsystemKind::Nvm, serial, spec.allowed_hosts.clone());
+        let g = volume.geometry();
+        sub.namespaces
+            .add(Namespace {
+                nsid: 1,
+                kind: NsKind::Live(Arc::clone(&volume)),
+                block_size: g.block_size,
+                blocks: g.volume_blocks,
+                uuid,
+            })
+            .map_err(|e| e.to_string())?;
+        subsystems.push(sub);
+        volumes.insert(spec.name.clone(), volume);
+    }
+    let target = Target::new(Limits::default(), subsystems, Vec::new());
+    let reactors = ReactorConfig {
+        idle,
+        ..ReactorConfig::on_cores(cores)
+    };
+    let server =
+        Server::start(target, &reactors, &config.listen_addrs()).map_err(|e| e.to_string())?;
+    let control = ControlServer::start(
+        &config.service.control_socket,
+        Managed {
+            target: Arc::clone(server.target()),
+            volumes: volumes.clone(),
+        },
+    )
+    .map_err(|e| {
+        format!(
+            "control socket {}: {e}",
+            config.service.control_socket.display()
+        )
+    })?;
+    for addr in server.local_addrs() {
+        for name in volumes.keys() {
+            println!(
+                "ready: nvme connect -t tcp -a {} -s {} -n {}",
+                addr.ip(),
+                addr.port(),
+                volume_nqn(name)
+            );
+        }
+    }
+    let sig = wait_for_signal(&signals);
+    tracing::info!(signal = sig, "stopping");
+    drop(control);
+    server.stop().map_err(|e| e.to_string())?;
+    for (name, volume) in volumes {
+        match Arc::try_unwrap(volume) {
+            Ok(v) => v.close().map_err(|e| format!("volume {name}: {e}"))?,
+            Err(_) => {
+                tracing::warn!(volume = %name, "volume still referenced at exit; not closed cleanly")
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! The service configuration file (TOML) and its zero-configuration default.
+//!
+//! ```toml
+//! [service]
+//! control_socket = "/run/rewind/control.sock"
+//! cores = [0]                 # reactors; default: core 0
+//! idle = "adaptive"           # or "busy"
+//!
+//! [[listeners]]
+//! address = "127.0.0.1"
+//! port = 4420
+//!
+//! [[volumes]]
+//! name = "vol0"
+//! device = "/dev/nvme0n1"     # a block device or a file (created at `size`)
+//! size = "256MiB"             # the protected volume's size (format only)
+//! block_size = 4096
+//! allowed_hosts = []          # host NQNs; empty: any host
+//! ```
+//!
+//! Invariant: a loaded configuration has unique volume names that are valid
+//! NQN suffixes, at least one listener and a size for every volume.
+
+use serde::Deserialize;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    #[serde(default = "default_control_socket")]
+    pub control_socket: PathBuf,
+    #[serde(default)]
+    pub cores: Option<Vec<usize>>,
+    #[serde(default)]
+    pub idle: Option<String>,
+}
+
+impl Default for ServiceSection {
+    fn default() -> Self {
+        ServiceSection {
+            control_socket: default_control_socket(),
+            cores: None,
+            idle: None,
+        }
+    }
+}
+
+fn default_control_socket() -> PathBuf {
+    PathBuf::from("rewind-data/control.sock")
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    #[serde(default = "default_address")]
+    pub address: IpAddr,
+    #[serde(default = "default_port")]
+    pub port: u16,
+}
+
+fn default_address() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+fn default_port() -> u16 {
+    4420
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub device: PathBuf,
+    /// Protected volume size, e.g. "1GiB", "256MiB", or a byte count.
+    pub size: String,
+    #[serde(default = "default_block_size")]
+    pub block_size: u32,
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+fn default_block_size() -> u32 {
+    4096
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    #[serde(default)]
+    pub service: ServiceSection,
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+    #[serde(default)]
+    pub volumes: Vec<VolumeSpec>,
+}
+
+/// Parses "1GiB", "256MiB", "4KiB", "512" (bytes); also GB/MB/KB as binary units.
+pub fn parse_size(s: &str) -> Result<u64, ConfigError> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| ConfigError::Invalid(format!("size {s:?} does not start with a number")))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => {
+            return Err(ConfigError::Invalid(format!(
+                "size {s:?}: unknown unit {other:?} (use KiB, MiB, GiB or TiB)"
+            )))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| ConfigError::Invalid(format!("size {s:?} is too large")))
+}
+
+impl ServiceConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<ServiceConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: ServiceConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        if config.listeners.is_empty() {
+            config.listeners.push(Listener {
+                address: default_address(),
+                port: default_port(),
+            });
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The zero-configuration default: one 1 GiB file-backed volume `vol0`
+    /// under `dir`, listening on 127.0.0.1:4420.
+    pub fn zero_config(dir: &Path) -> ServiceConfig {
+        ServiceConfig {
+            service: ServiceSection {
+                control_socket: dir.join("control.sock"),
+                cores: None,
+                idle: None,
+            },
+            listeners: vec![Listener {
+                address: default_address(),
+                port: default_port(),
+            }],
+            volumes: vec![VolumeSpec {
+                name: "vol0".to_string(),
+                device: dir.join("vol0.img"),
+                size: "1GiB".to_string(),
+                block_size: default_block_size(),
+                allowed_hosts: Vec::new(),
+            }],
+        }
+    }
+
+    /// Checks names, sizes and block sizes.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for v in &self.volumes {
+            let ok = !v.name.is_empty()
+                && v.name.len() <= 64
+                && v.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "volume name {:?}: use 1-64 letters, digits, '-', '_' or '.'",
+                    v.name
+                )));
+            }
+            if !names.insert(v.name.clone()) {
+                return Err(ConfigError::Invalid(format!(
+                    "volume name {:?} appears twice",
+                    v.name
+                )));
+            }
+            if !matches!(v.block_size, 512 | 4096) {
+                return Err(ConfigError::Invalid(format!(
+                    "volume {}: block_size must be 512 or 4096",
+                    v.name
+                )));
+            }
+            let size = parse_size(&v.size)?;
+            if size == 0 || size % u64::from(v.block_size) != 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "volume {}: size {} is not a positive multiple of the block size",
+                    v.name, v.size
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .map(|l| SocketAddr::new(l.address, l.port))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn the_e2e_config_parses() {
+        let text = r#"
+[service]
+control_socket = "/run/rewind/control.sock"
+
+[[listeners]]
+address = "127.0.0.1"
+port = 4420
+
+[[volumes]]
+name = "vol0"
+device = "/dev/ram0"
+size = "256MiB"
+allowed_hosts = []
+"#;
+        let c: ServiceConfig = toml::from_str(text).unwrap();
+        c.check().unwrap();
+        assert_eq!(c.volumes[0].block_size, 4096);
+        assert_eq!(c.listen_addrs()[0].port(), 4420);
+    }
+
+    #[test]
+    fn bad_names_and_unknown_fields_are_refused() {
+        let c: ServiceConfig =
+            toml::from_str("[[volumes]]\nname = \"a b\"\ndevice = \"x\"\nsize = \"1MiB\"\n")
+                .unwrap();
+        assert!(c.check().is_err());
+        assert!(toml::from_str::<ServiceConfig>("[service]\nbogus = 1\n").is_err());
+    }
+}

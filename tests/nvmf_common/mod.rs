@@ -1,0 +1,64 @@
+//! A served volume for the NVMe/TCP tests: a RAM-backed engine volume
+//! exported as subsystem `nqn.2026-11.io.rewind:<name>` (namespace 1, live)
+//! by a target on two reactors listening on a free loopback port.
+
+use rewind::device::ram::RamDevice;
+use rewind::device::Device;
+use rewind::engine::geometry::Layout;
+use rewind::engine::{FormatOptions, Geometry, Volume};
+use rewind::nvmf::target::namespace::{Namespace, NsKind};
+use rewind::nvmf::target::server::Server;
+use rewind::nvmf::target::subsystem::{volume_nqn, Subsystem, SubsystemKind};
+use rewind::nvmf::target::{Limits, Target};
+use rewind::runtime::ReactorConfig;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub struct Served {
+    pub server: Server,
+    pub volume: Arc<Volume>,
+    pub nqn: String,
+    pub addr: SocketAddr,
+}
+
+/// Volume `name` of `bytes` with 4096-byte blocks; `allowed` host NQNs (empty: any).
+pub fn serve_volume(name: &str, bytes: u64, allowed: Vec<String>) -> Served {
+    let bs = 4096u32;
+    let geometry = Geometry::for_volume(bs, bytes, 2).unwrap();
+    let layout = Layout::new(&geometry).unwrap();
+    let device: Arc<dyn Device> = RamDevice::new(layout.end, bs).unwrap();
+    let volume = Arc::new(
+        Volume::format(
+            device,
+            &geometry,
+            &FormatOptions::default(),
+            rewind::service::volumes::volume_config(),
+        )
+        .unwrap(),
+    );
+    let nqn = volume_nqn(name);
+    let sub = Subsystem::new(nqn.clone(), SubsystemKind::Nvm, "RWTEST".into(), allowed);
+    sub.namespaces
+        .add(Namespace {
+            nsid: 1,
+            kind: NsKind::Live(Arc::clone(&volume)),
+            block_size: bs,
+            blocks: geometry.volume_blocks,
+            uuid: volume.uuid(),
+        })
+        .unwrap();
+    let target = Target::new(Limits::default(), vec![sub], Vec::new());
+    let server = Server::start(
+        target,
+        &ReactorConfig::on_cores(vec![0, 1]),
+        &["127.0.0.1:0".parse().unwrap()],
+    )
+    .unwrap();
+    let addr = server.local_addrs()[0];
+    Served {
+        server,
+        volume,
+        nqn,
+        addr,
+    }
+}
