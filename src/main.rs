@@ -7,18 +7,12 @@
 //! exit status.
 
 use clap::{Args, Parser, Subcommand};
-use rewind::nvmf::target::namespace::{Namespace, NsKind};
-use rewind::nvmf::target::server::Server;
-use rewind::nvmf::target::subsystem::{volume_nqn, Subsystem, SubsystemKind};
-use rewind::nvmf::target::{Limits, Target};
-use rewind::runtime::{IdleMode, ReactorConfig};
-use rewind::service::control::{self, ControlServer, Managed};
-use rewind::service::volumes::open_volume;
+use rewind::runtime::IdleMode;
+use rewind::service::control;
+use rewind::service::run;
 use rewind::service::ServiceConfig;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,6 +40,11 @@ enum Command {
         volume: String,
         #[arg(long)]
         label: String,
+    },
+    /// Print the running service's statistics (reactors, hugepage pool, volumes) as JSON.
+    Stats {
+        #[command(flatten)]
+        at: ServiceRef,
     },
     /// Reserve 2 MiB hugepages (root).
     SetupHugepages {
@@ -157,6 +156,10 @@ fn main() -> ExitCode {
             println!("{reply}");
             Ok(())
         }),
+        Command::Stats { at } => at.socket().and_then(|s| {
+            println!("{}", control::request(&s, "stats")?);
+            Ok(())
+        }),
         Command::SetupHugepages { count } => rewind::runtime::setup_hugepages(count)
             .map(|r| {
                 println!(
@@ -225,71 +228,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         Some("busy") => IdleMode::Busy,
         Some(other) => return Err(format!("--idle {other:?}: use adaptive or busy")),
     };
-    let rings = u16::try_from(cores.len()).map_err(|_| "too many cores".to_string())?;
-
-    let mut volumes = HashMap::new();
-    let mut subsystems = Vec::new();
-    for spec in &config.volumes {
-        let opened = open_volume(spec, rings).map_err(|e| e.to_string())?;
-        let volume = Arc::new(opened.volume);
-        let nqn = volume_nqn(&spec.name);
-        let uuid = volume.uuid();
-        let serial: String = uuid.iter().take(10).map(|b| format!("{b:02x}")).collect();
-        let sub = Subsystem::new(nqn, SubsystemKind::Nvm, serial, spec.allowed_hosts.clone());
-        let g = volume.geometry();
-        sub.namespaces
-            .add(Namespace {
-                nsid: 1,
-                kind: NsKind::Live(Arc::clone(&volume)),
-                block_size: g.block_size,
-                blocks: g.volume_blocks,
-                uuid,
-            })
-            .map_err(|e| e.to_string())?;
-        subsystems.push(sub);
-        volumes.insert(spec.name.clone(), volume);
-    }
-    let target = Target::new(Limits::default(), subsystems, Vec::new());
-    let reactors = ReactorConfig {
-        idle,
-        ..ReactorConfig::on_cores(cores)
-    };
-    let server =
-        Server::start(target, &reactors, &config.listen_addrs()).map_err(|e| e.to_string())?;
-    let control = ControlServer::start(
-        &config.service.control_socket,
-        Managed {
-            target: Arc::clone(server.target()),
-            volumes: volumes.clone(),
-        },
-    )
-    .map_err(|e| {
-        format!(
-            "control socket {}: {e}",
-            config.service.control_socket.display()
-        )
-    })?;
-    for addr in server.local_addrs() {
-        for name in volumes.keys() {
-            println!(
-                "ready: nvme connect -t tcp -a {} -s {} -n {}",
-                addr.ip(),
-                addr.port(),
-                volume_nqn(name)
-            );
-        }
+    let running = run::start(&config, cores, idle)?;
+    for line in running.connect_lines() {
+        println!("ready: {line}");
     }
     let sig = wait_for_signal(&signals);
     tracing::info!(signal = sig, "stopping");
-    drop(control);
-    server.stop().map_err(|e| e.to_string())?;
-    for (name, volume) in volumes {
-        match Arc::try_unwrap(volume) {
-            Ok(v) => v.close().map_err(|e| format!("volume {name}: {e}"))?,
-            Err(_) => {
-                tracing::warn!(volume = %name, "volume still referenced at exit; not closed cleanly")
-            }
-        }
-    }
-    Ok(())
+    running.stop()
 }

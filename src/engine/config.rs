@@ -97,6 +97,19 @@ pub struct VolumeConfig {
     /// How long the sync worker waits for writers to make a marker stable
     /// before giving up on that sync (a ring whose owner stopped polling).
     pub stable_wait: Duration,
+    /// Run first on the sync worker's thread (the service pins it to its
+    /// configured core here).
+    pub worker_start: Option<ThreadHook>,
+}
+
+/// A function a volume runs on a thread it starts.
+#[derive(Clone)]
+pub struct ThreadHook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for ThreadHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ThreadHook")
+    }
 }
 
 impl Default for VolumeConfig {
@@ -108,6 +121,7 @@ impl Default for VolumeConfig {
             chunks: Arc::new(HeapChunks::default()),
             queue_depth: 256,
             stable_wait: Duration::from_secs(30),
+            worker_start: None,
         }
     }
 }

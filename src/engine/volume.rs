@@ -48,14 +48,14 @@ impl Default for FormatOptions {
 }
 
 /// Occupancy of one circular area.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct AreaUse {
     pub used_blocks: u64,
     pub capacity_blocks: u64,
 }
 
 /// A snapshot of a volume's state for operators.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct VolumeStats {
     pub mirror_seq: u64,
     pub stable_seq: u64,
@@ -108,9 +108,13 @@ impl Volume {
         let report = recovered.report.clone();
         let (state, worker) = build(device, config, recovered, q)?;
         let watched = Arc::clone(&state);
+        let hook = state.config.worker_start.clone();
         let handle = std::thread::Builder::new()
             .name("rewind-sync".into())
             .spawn(move || {
+                if let Some(hook) = hook {
+                    (hook.0)();
+                }
                 // A panic here is a bug; it must fail the volume loudly, not leave
                 // writers and callers waiting for a worker that is gone.
                 if let Err(panic) =

@@ -5,6 +5,8 @@
 //! control_socket = "/run/rewind/control.sock"
 //! cores = [0]                 # reactors; default: core 0
 //! idle = "adaptive"           # or "busy"
+//! sync_core = 1               # pin every volume's sync worker here (default: unpinned)
+//! hugepages = "prefer"        # map nodes in 2 MiB hugepages when reserved; or "never"
 //!
 //! [[listeners]]
 //! address = "127.0.0.1"
@@ -12,9 +14,10 @@
 //!
 //! [[volumes]]
 //! name = "vol0"
-//! device = "/dev/nvme0n1"     # a block device or a file (created at `size`)
+//! device = "/dev/nvme0n1"     # a block device, a file (created at `size`), or "ram"
 //! size = "256MiB"             # the protected volume's size (format only)
 //! block_size = 4096
+//! journal = true              # false: a plain pass-through namespace (no history)
 //! allowed_hosts = []          # host NQNs; empty: any host
 //! ```
 //!
@@ -48,6 +51,14 @@ pub struct ServiceSection {
     pub cores: Option<Vec<usize>>,
     #[serde(default)]
     pub idle: Option<String>,
+    #[serde(default)]
+    pub sync_core: Option<usize>,
+    #[serde(default = "default_hugepages")]
+    pub hugepages: String,
+}
+
+fn default_hugepages() -> String {
+    "prefer".to_string()
 }
 
 impl Default for ServiceSection {
@@ -56,6 +67,8 @@ impl Default for ServiceSection {
             control_socket: default_control_socket(),
             cores: None,
             idle: None,
+            sync_core: None,
+            hugepages: default_hugepages(),
         }
     }
 }
@@ -91,7 +104,18 @@ pub struct VolumeSpec {
     pub block_size: u32,
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Journal the volume (the product); false exports the device as a
+    /// plain namespace, the baseline that measures what journaling costs.
+    #[serde(default = "default_journal")]
+    pub journal: bool,
 }
+
+fn default_journal() -> bool {
+    true
+}
+
+/// The `device` value that asks for a RAM-backed volume (tests, benchmarks).
+pub const RAM_DEVICE: &str = "ram";
 
 fn default_block_size() -> u32 {
     4096
@@ -159,8 +183,7 @@ impl ServiceConfig {
         ServiceConfig {
             service: ServiceSection {
                 control_socket: dir.join("control.sock"),
-                cores: None,
-                idle: None,
+                ..ServiceSection::default()
             },
             listeners: vec![Listener {
                 address: default_address(),
@@ -172,12 +195,19 @@ impl ServiceConfig {
                 size: "1GiB".to_string(),
                 block_size: default_block_size(),
                 allowed_hosts: Vec::new(),
+                journal: true,
             }],
         }
     }
 
     /// Checks names, sizes and block sizes.
     pub fn check(&self) -> Result<(), ConfigError> {
+        if !matches!(self.service.hugepages.as_str(), "prefer" | "never") {
+            return Err(ConfigError::Invalid(format!(
+                "hugepages = {:?}: use \"prefer\" or \"never\"",
+                self.service.hugepages
+            )));
+        }
         let mut names = std::collections::HashSet::new();
         for v in &self.volumes {
             let ok = !v.name.is_empty()

@@ -5,7 +5,8 @@
 //! Requests: `view-add <volume> time <ns>` | `view-add <volume> seq <n>` |
 //! `view-add <volume> label <label>` → `ok <nsid> <seq> <time_ns>`;
 //! `view-remove <volume> <nsid>` → `ok`; `mark <volume> <label>` →
-//! `ok <seq> <time_ns>`. Failures: `error <one-line message>`.
+//! `ok <seq> <time_ns>`; `stats` → `ok <one line of JSON>` (reactors,
+//! hugepage pool, volumes). Failures: `error <one-line message>`.
 //!
 //! Invariant: a view is published only at a point the engine resolved (a
 //! retained point), and only namespace IDs >= 2 are ever removed here, so the
@@ -26,11 +27,22 @@ use std::time::Duration;
 /// Longest request line accepted.
 const MAX_LINE: usize = 4096;
 
+/// Produces the service's statistics as one line of JSON.
+pub type StatsSource = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// What the control socket manages.
-#[derive(Debug)]
 pub struct Managed {
     pub target: Arc<Target>,
     pub volumes: HashMap<String, Arc<Volume>>,
+    pub stats: StatsSource,
+}
+
+impl std::fmt::Debug for Managed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Managed")
+            .field("volumes", &self.volumes.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Managed {
@@ -104,6 +116,7 @@ impl Managed {
                 tracing::info!(volume, nsid, "view removed");
                 Ok(String::new())
             }
+            ["stats"] => Ok((self.stats)()),
             ["mark", volume, label] => {
                 let p = self
                     .volume(volume)?

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod control;
+pub mod run;
 pub mod volumes;
 
 pub use config::{ServiceConfig, VolumeSpec};

@@ -1,10 +1,12 @@
-//! Opening each configured volume: the device (a file is created at the size
-//! the layout needs), then `Volume::open`, or `Volume::format` when the
-//! device holds no rewind volume yet.
+//! Bringing up each configured volume: the device (a file is created at the
+//! size the layout needs; "ram" is memory), then `Volume::open`, or
+//! `Volume::format` when the device holds no rewind volume yet — or, with
+//! `journal = false`, the device itself as a plain namespace.
 
-use super::config::{parse_size, ConfigError, VolumeSpec};
+use super::config::{parse_size, ConfigError, VolumeSpec, RAM_DEVICE};
+use crate::device::ram::RamDevice;
 use crate::device::uring::{FileDevice, FileOptions};
-use crate::device::Device;
+use crate::device::{Device, DeviceError};
 use crate::engine::geometry::Layout;
 use crate::engine::{EngineError, FormatOptions, Geometry, Volume, VolumeConfig};
 use std::sync::Arc;
@@ -20,15 +22,32 @@ pub enum VolumeError {
     Device {
         name: String,
         device: String,
-        source: crate::device::DeviceError,
+        source: DeviceError,
     },
 }
 
-/// An opened volume and what happened on the way.
-#[derive(Debug)]
-pub struct Opened {
-    pub volume: Volume,
-    pub formatted: bool,
+/// What a configured volume became.
+pub enum Opened {
+    /// A protected volume (`formatted` on first start).
+    Journaled { volume: Volume, formatted: bool },
+    /// A device exported without journaling: `blocks` of the spec's block size.
+    Plain {
+        device: Arc<dyn Device>,
+        blocks: u64,
+    },
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Opened::Journaled { formatted, .. } => {
+                write!(f, "Journaled {{ formatted: {formatted} }}")
+            }
+            Opened::Plain { device, blocks } => {
+                write!(f, "Plain({}, {blocks} blocks)", device.describe())
+            }
+        }
+    }
 }
 
 /// Engine settings for a served volume: the deepest queues the engine
@@ -41,43 +60,62 @@ pub fn volume_config() -> VolumeConfig {
     }
 }
 
+fn device_for(spec: &VolumeSpec, bytes: u64) -> Result<Arc<dyn Device>, VolumeError> {
+    let failed = |source| VolumeError::Device {
+        name: spec.name.clone(),
+        device: spec.device.display().to_string(),
+        source,
+    };
+    if spec.device.as_os_str() == RAM_DEVICE {
+        let ram: Arc<dyn Device> = RamDevice::new(bytes, spec.block_size).map_err(failed)?;
+        return Ok(ram);
+    }
+    let is_file = !spec.device.starts_with("/dev/");
+    let file: Arc<dyn Device> = FileDevice::open(
+        &spec.device,
+        FileOptions {
+            create_size: is_file.then_some(bytes),
+            ..FileOptions::default()
+        },
+    )
+    .map_err(failed)?;
+    Ok(file)
+}
+
 /// Opens (or formats) the volume `spec` with `rings` writer rings.
-pub fn open_volume(spec: &VolumeSpec, rings: u16) -> Result<Opened, VolumeError> {
+pub fn open_volume(
+    spec: &VolumeSpec,
+    rings: u16,
+    config: VolumeConfig,
+) -> Result<Opened, VolumeError> {
     let size = parse_size(&spec.size)?;
+    let bs = u64::from(spec.block_size);
+    if !spec.journal {
+        let device = device_for(spec, size)?;
+        let blocks = device.info().size_bytes.min(size) / bs;
+        tracing::info!(volume = %spec.name, device = %device.describe(), blocks, "plain namespace (no journaling)");
+        return Ok(Opened::Plain { device, blocks });
+    }
     let engine = |source| VolumeError::Engine {
         name: spec.name.clone(),
         source,
     };
     let geometry = Geometry::for_volume(spec.block_size, size, rings).map_err(engine)?;
     let layout = Layout::new(&geometry).map_err(engine)?;
-    let is_file = !spec.device.starts_with("/dev/");
-    let device = FileDevice::open(
-        &spec.device,
-        FileOptions {
-            create_size: is_file.then_some(layout.end),
-            ..FileOptions::default()
-        },
-    )
-    .map_err(|source| VolumeError::Device {
-        name: spec.name.clone(),
-        device: spec.device.display().to_string(),
-        source,
-    })?;
-    let device: Arc<dyn Device> = device;
-    let config = volume_config();
+    let device = device_for(spec, layout.end)?;
     match Volume::open(Arc::clone(&device), config.clone()) {
         Ok((volume, report)) => {
             tracing::info!(volume = %spec.name, ?report, "volume opened");
-            Ok(Opened {
+            Ok(Opened::Journaled {
                 volume,
                 formatted: false,
             })
         }
         Err(EngineError::BadMagic { .. }) => {
-            tracing::info!(volume = %spec.name, device = %spec.device.display(), size, "formatting a new volume");
+            tracing::info!(volume = %spec.name, device = %device.describe(), size, "formatting a new volume");
             let volume = Volume::format(device, &geometry, &FormatOptions::default(), config)
                 .map_err(engine)?;
-            Ok(Opened {
+            Ok(Opened::Journaled {
                 volume,
                 formatted: true,
             })

@@ -125,6 +125,11 @@ impl Server {
         self.group.as_ref().map(|g| g.stats()).unwrap_or_default()
     }
 
+    /// A handle that reads the reactors' statistics from any thread.
+    pub fn peers(&self) -> Option<Arc<crate::runtime::Peers>> {
+        self.group.as_ref().map(|g| Arc::clone(g.peers()))
+    }
+
     /// Stops every reactor (closing every connection).
     pub fn stop(mut self) -> Result<(), ServeError> {
         match self.group.take() {
