@@ -61,7 +61,7 @@ pub fn start(config: &ServiceConfig, cores: Vec<usize>, idle: IdleMode) -> Resul
         };
         let (sub, ns) = match open_volume(spec, rings, engine.clone()).map_err(|e| e.to_string())? {
             Opened::Journaled { volume, .. } => {
-                let volume = Arc::new(volume);
+                let volume: Arc<Volume> = Arc::from(volume);
                 let g = volume.geometry();
                 let ns = Namespace {
                     nsid: 1,

@@ -29,7 +29,10 @@ pub enum VolumeError {
 /// What a configured volume became.
 pub enum Opened {
     /// A protected volume (`formatted` on first start).
-    Journaled { volume: Volume, formatted: bool },
+    Journaled {
+        volume: Box<Volume>,
+        formatted: bool,
+    },
     /// A device exported without journaling: `blocks` of the spec's block size.
     Plain {
         device: Arc<dyn Device>,
@@ -107,7 +110,7 @@ pub fn open_volume(
         Ok((volume, report)) => {
             tracing::info!(volume = %spec.name, ?report, "volume opened");
             Ok(Opened::Journaled {
-                volume,
+                volume: Box::new(volume),
                 formatted: false,
             })
         }
@@ -116,7 +119,7 @@ pub fn open_volume(
             let volume = Volume::format(device, &geometry, &FormatOptions::default(), config)
                 .map_err(engine)?;
             Ok(Opened::Journaled {
-                volume,
+                volume: Box::new(volume),
                 formatted: true,
             })
         }
