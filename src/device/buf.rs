@@ -1,4 +1,5 @@
-//! Owned, zero-initialised, [`BUFFER_ALIGN`]-aligned byte buffers for device I/O.
+//! Owned, zero-initialised, [`BUFFER_ALIGN`]-aligned byte buffers for device I/O,
+//! from the heap or lent by a [`BufferHome`] (hugepage-backed pools).
 //!
 //! Invariant: the allocation is aligned to `BUFFER_ALIGN` and never moves while
 //! the buffer lives, so its address may be handed to a device queue for the
@@ -7,12 +8,26 @@
 use super::BUFFER_ALIGN;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
-/// A heap buffer aligned for O_DIRECT.
+/// Where the memory of a buffer that did not come from the heap goes back
+/// when the buffer is dropped (a pool of hugepage-backed buffers).
+pub trait BufferHome: Send + Sync {
+    /// The buffer `token` is free again.
+    fn give_back(&self, token: u32);
+}
+
+struct Home {
+    home: Arc<dyn BufferHome>,
+    token: u32,
+}
+
+/// A buffer aligned for O_DIRECT: from the heap, or lent by a [`BufferHome`].
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
     capacity: usize,
+    home: Option<Home>,
 }
 
 // SAFETY: AlignedBuf owns its allocation exclusively, like a Vec<u8>.
@@ -29,7 +44,37 @@ impl AlignedBuf {
         // SAFETY: layout has non-zero size.
         let raw = unsafe { alloc_zeroed(layout) };
         let ptr = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        AlignedBuf { ptr, len, capacity }
+        AlignedBuf {
+            ptr,
+            len,
+            capacity,
+            home: None,
+        }
+    }
+
+    /// A buffer over memory lent by `home`, returned to it (as `token`) on drop.
+    ///
+    /// # Safety
+    /// `ptr..ptr + capacity` must be initialised memory aligned to
+    /// [`BUFFER_ALIGN`], used by nothing else until `home.give_back(token)`.
+    pub unsafe fn from_home(
+        ptr: NonNull<u8>,
+        capacity: usize,
+        home: Arc<dyn BufferHome>,
+        token: u32,
+    ) -> Self {
+        debug_assert_eq!(ptr.as_ptr() as usize % BUFFER_ALIGN, 0);
+        AlignedBuf {
+            ptr,
+            len: capacity,
+            capacity,
+            home: Some(Home { home, token }),
+        }
+    }
+
+    /// Whether the memory is lent by a [`BufferHome`] (not the heap).
+    pub fn is_lent(&self) -> bool {
+        self.home.is_some()
     }
 
     /// A buffer holding a copy of `bytes`.
@@ -108,6 +153,10 @@ impl std::ops::DerefMut for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
+        if let Some(h) = self.home.take() {
+            h.home.give_back(h.token);
+            return;
+        }
         let layout = Layout::from_size_align(self.capacity, BUFFER_ALIGN)
             .expect("layout was valid at allocation");
         // SAFETY: allocated with this layout in `zeroed`.

@@ -15,7 +15,7 @@
 //! [`HugepagePool`] only when the pool handle and every buffer are gone.
 
 use super::hugepage::{HugepagePool, HUGEPAGE_BYTES};
-use crate::device::BUFFER_ALIGN;
+use crate::device::{AlignedBuf, BUFFER_ALIGN};
 use crossbeam_queue::ArrayQueue;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -86,6 +86,14 @@ impl Shared {
         let was_out = self.out[index as usize].swap(false, Ordering::AcqRel);
         assert!(was_out, "buffer {index} returned while free");
         self.in_use.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl crate::device::buf::BufferHome for Shared {
+    fn give_back(&self, token: u32) {
+        self.mark_free(token);
+        let pushed = self.returned.push(token);
+        assert!(pushed.is_ok(), "return queue overflow");
     }
 }
 
@@ -178,6 +186,31 @@ impl IoBufferPool {
             ptr: self.shared.buffer_ptr(index),
             index,
             shared: Arc::clone(&self.shared),
+        })
+    }
+
+    /// A free buffer as an engine-ready [`AlignedBuf`] (it comes back here
+    /// when dropped, on any thread), or `None` when every buffer is out.
+    pub fn alloc_aligned(&mut self) -> Option<AlignedBuf> {
+        if self.local_free.is_empty() {
+            while let Some(index) = self.shared.returned.pop() {
+                self.local_free.push(index);
+            }
+        }
+        let index = self.local_free.pop()?;
+        self.shared.mark_out(index);
+        let home: Arc<dyn crate::device::buf::BufferHome> = Arc::clone(&self.shared) as _;
+        // SAFETY: the buffer lies in a chunk the Arc keeps mapped (hugepage
+        // and anonymous mappings are zero-filled, so initialised), it is
+        // aligned to BUFFER_ALIGN, and its out flag makes this the only user
+        // until give_back.
+        Some(unsafe {
+            AlignedBuf::from_home(
+                self.shared.buffer_ptr(index),
+                self.shared.buffer_bytes,
+                home,
+                index,
+            )
         })
     }
 
@@ -284,6 +317,23 @@ mod tests {
     fn pool(buffer_bytes: usize, count: usize) -> IoBufferPool {
         let source = Arc::new(HugepagePool::new(8, HugepageUse::Never));
         IoBufferPool::new(source, buffer_bytes, count).expect("pool")
+    }
+
+    #[test]
+    fn lent_aligned_buffers_come_back_from_any_thread() {
+        let mut p = pool(8192, 2);
+        let mut a = p.alloc_aligned().expect("first");
+        let b = p.alloc_aligned().expect("second");
+        assert!(p.alloc_aligned().is_none(), "only two buffers");
+        assert!(a.is_lent() && a.len() == 8192);
+        assert_eq!(a.as_ptr() as usize % BUFFER_ALIGN, 0);
+        a.fill(7);
+        assert_ne!(a.as_ptr(), b.as_ptr());
+        std::thread::spawn(move || drop(b)).join().expect("thread");
+        assert_eq!(p.stats().buffers_in_use, 1);
+        let c = p.alloc_aligned().expect("the returned one");
+        drop((a, c));
+        assert_eq!(p.stats().buffers_in_use, 0);
     }
 
     #[test]

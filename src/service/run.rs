@@ -93,8 +93,13 @@ pub fn start(config: &ServiceConfig, cores: Vec<usize>, idle: IdleMode) -> Resul
         idle,
         ..ReactorConfig::on_cores(cores)
     };
-    let server =
-        Server::start(target, &reactors, &config.listen_addrs()).map_err(|e| e.to_string())?;
+    let server = Server::start_with(
+        target,
+        &reactors,
+        &config.listen_addrs(),
+        Some(Arc::clone(&pool)),
+    )
+    .map_err(|e| e.to_string())?;
     let stats = stats_source(&server, &pool, &volumes);
     let control = ControlServer::start(
         &config.service.control_socket,

@@ -1,6 +1,7 @@
 //! A served volume for the NVMe/TCP tests: a RAM-backed engine volume
 //! exported as subsystem `nqn.2026-11.io.rewind:<name>` (namespace 1, live)
-//! by a target on two reactors listening on a free loopback port.
+//! by a target on two reactors listening on a free loopback port, its data
+//! buffers carved from a hugepage pool.
 
 use rewind::device::ram::RamDevice;
 use rewind::device::Device;
@@ -10,7 +11,7 @@ use rewind::nvmf::target::namespace::{Namespace, NsKind};
 use rewind::nvmf::target::server::Server;
 use rewind::nvmf::target::subsystem::{volume_nqn, Subsystem, SubsystemKind};
 use rewind::nvmf::target::{Limits, Target};
-use rewind::runtime::ReactorConfig;
+use rewind::runtime::{HugepagePool, HugepageUse, ReactorConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -48,10 +49,13 @@ pub fn serve_volume(name: &str, bytes: u64, allowed: Vec<String>) -> Served {
         })
         .unwrap();
     let target = Target::new(Limits::default(), vec![sub], Vec::new());
-    let server = Server::start(
+    // Data buffers from a hugepage pool (ordinary pages when none are reserved).
+    let pool = Arc::new(HugepagePool::new(64, HugepageUse::Prefer));
+    let server = Server::start_with(
         target,
         &ReactorConfig::on_cores(vec![0, 1]),
         &["127.0.0.1:0".parse().unwrap()],
+        Some(pool),
     )
     .unwrap();
     let addr = server.local_addrs()[0];

@@ -18,6 +18,7 @@ use crate::engine::{
     WriteCompletion,
 };
 use crate::nvmf::status::Status;
+use crate::runtime::{BufferPoolStats, HugepagePool, IoBufferPool};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -29,6 +30,20 @@ const CACHED_MAX: usize = 1 << 20;
 
 /// Buffers kept per size class.
 const CACHED_PER_CLASS: usize = 256;
+
+/// Hugepage-backed buffers per reactor: (buffer bytes, count) per size
+/// class; 36 MiB in all. Larger or further requests use the heap.
+const POOLED_CLASSES: [(usize, usize); 9] = [
+    (4 << 10, 1024),
+    (8 << 10, 256),
+    (16 << 10, 256),
+    (32 << 10, 128),
+    (64 << 10, 64),
+    (128 << 10, 64),
+    (256 << 10, 16),
+    (512 << 10, 8),
+    (1 << 20, 4),
+];
 
 /// The outcome of one request.
 #[derive(Debug)]
@@ -92,6 +107,8 @@ pub struct ReactorIo {
     inboxes: Vec<Inbox>,
     free_inboxes: Vec<u16>,
     cache: HashMap<usize, Vec<AlignedBuf>>,
+    /// Hugepage-backed buffer pools by size class, smallest first.
+    pools: Vec<IoBufferPool>,
     writes: Vec<WriteCompletion>,
     reads: Vec<ReadCompletion>,
     device: Vec<IoCompletion>,
@@ -121,10 +138,31 @@ impl ReactorIo {
             inboxes: Vec::new(),
             free_inboxes: Vec::new(),
             cache: HashMap::new(),
+            pools: Vec::new(),
             writes: Vec::with_capacity(256),
             reads: Vec::with_capacity(256),
             device: Vec::with_capacity(256),
         }
+    }
+
+    /// The same, with data buffers carved from `source`'s 2 MiB chunks
+    /// (size classes that cannot get chunks fall back to the heap).
+    pub fn with_buffers(ring: u16, source: &Arc<HugepagePool>) -> ReactorIo {
+        let mut io = ReactorIo::new(ring);
+        for (bytes, count) in POOLED_CLASSES {
+            match IoBufferPool::new(Arc::clone(source), bytes, count) {
+                Ok(pool) => io.pools.push(pool),
+                Err(e) => {
+                    tracing::warn!(ring, bytes, error = %e, "buffer class served from the heap");
+                }
+            }
+        }
+        io
+    }
+
+    /// Usage of the hugepage-backed buffer pools.
+    pub fn buffer_stats(&self) -> Vec<BufferPoolStats> {
+        self.pools.iter().map(IoBufferPool::stats).collect()
     }
 
     /// Registers a queue; its requests carry the returned id.
@@ -171,6 +209,15 @@ impl ReactorIo {
     pub fn buffer(&mut self, len: usize) -> AlignedBuf {
         let class = len.next_power_of_two().max(4096);
         if let Some(mut b) = self.cache.get_mut(&class).and_then(Vec::pop) {
+            b.set_len_reusing(len);
+            return b;
+        }
+        if let Some(mut b) = self
+            .pools
+            .iter_mut()
+            .find(|p| p.buffer_bytes() == class)
+            .and_then(IoBufferPool::alloc_aligned)
+        {
             b.set_len_reusing(len);
             return b;
         }

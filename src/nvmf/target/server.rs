@@ -10,7 +10,7 @@
 use super::connection::Connection;
 use super::io::ReactorIo;
 use super::Target;
-use crate::runtime::{Acceptor, ReactorConfig, ReactorGroup, RuntimeError};
+use crate::runtime::{Acceptor, HugepagePool, ReactorConfig, ReactorGroup, RuntimeError};
 use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
@@ -43,11 +43,23 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `listen` (port 0 picks a free port), then starts the reactors.
+    /// Binds `listen` (port 0 picks a free port), then starts the reactors;
+    /// data buffers come from the heap.
     pub fn start(
+        target: Target,
+        reactors: &ReactorConfig,
+        listen: &[SocketAddr],
+    ) -> Result<Server, ServeError> {
+        Server::start_with(target, reactors, listen, None)
+    }
+
+    /// [`Server::start`] with each reactor's data buffers carved from
+    /// `buffers` (hugepages when reserved).
+    pub fn start_with(
         mut target: Target,
         reactors: &ReactorConfig,
         listen: &[SocketAddr],
+        buffers: Option<Arc<HugepagePool>>,
     ) -> Result<Server, ServeError> {
         for s in target.subsystems() {
             for ns in s.namespaces.load().iter() {
@@ -79,7 +91,12 @@ impl Server {
         let shared = Arc::clone(&target);
         let listeners = std::sync::Mutex::new(Some(listeners));
         let group = ReactorGroup::start(reactors, move |ctx| {
-            let io = Rc::new(RefCell::new(ReactorIo::new(ctx.index() as u16)));
+            let ring = ctx.index() as u16;
+            let io = match &buffers {
+                Some(pool) => ReactorIo::with_buffers(ring, pool),
+                None => ReactorIo::new(ring),
+            };
+            let io = Rc::new(RefCell::new(io));
             if ctx.index() == 0 {
                 let taken = listeners
                     .lock()
