@@ -175,13 +175,7 @@ impl IoBufferPool {
     /// A free buffer, or `None` when every buffer is out. Contents are
     /// whatever the last user left.
     pub fn alloc(&mut self) -> Option<IoBuf> {
-        if self.local_free.is_empty() {
-            while let Some(index) = self.shared.returned.pop() {
-                self.local_free.push(index);
-            }
-        }
-        let index = self.local_free.pop()?;
-        self.shared.mark_out(index);
+        let index = self.take_index()?;
         Some(IoBuf {
             ptr: self.shared.buffer_ptr(index),
             index,
@@ -189,9 +183,9 @@ impl IoBufferPool {
         })
     }
 
-    /// A free buffer as an engine-ready [`AlignedBuf`] (it comes back here
-    /// when dropped, on any thread), or `None` when every buffer is out.
-    pub fn alloc_aligned(&mut self) -> Option<AlignedBuf> {
+    /// A free buffer's index, marked out (the local list first, then what
+    /// came back through the return queue).
+    fn take_index(&mut self) -> Option<u32> {
         if self.local_free.is_empty() {
             while let Some(index) = self.shared.returned.pop() {
                 self.local_free.push(index);
@@ -199,6 +193,13 @@ impl IoBufferPool {
         }
         let index = self.local_free.pop()?;
         self.shared.mark_out(index);
+        Some(index)
+    }
+
+    /// A free buffer as an engine-ready [`AlignedBuf`] (it comes back here
+    /// when dropped, on any thread), or `None` when every buffer is out.
+    pub fn alloc_aligned(&mut self) -> Option<AlignedBuf> {
+        let index = self.take_index()?;
         let home: Arc<dyn crate::device::buf::BufferHome> = Arc::clone(&self.shared) as _;
         // SAFETY: the buffer lies in a chunk the Arc keeps mapped (hugepage
         // and anonymous mappings are zero-filled, so initialised), it is
