@@ -206,6 +206,16 @@ impl PerfReport {
     }
 
     /// One JSON object (one line); `per_second_iops` only if `per_second`.
+    ///
+    /// Shape: `{"addr","nqn","nsid","rw" (or "verify"),"rwmixread","bs",
+    /// "qd","queues","threads","hdr_digest","data_digest","time_s",
+    /// "warmup_s","ios","reads","writes","iops","mib_s",
+    /// "latency_us":{"min","mean","p50","p90","p99","p99_9","max"} | null,
+    /// ["per_second_iops":[..],"per_second_summary":{"min","median","max"}],
+    /// ["verify":{"blocks","mismatches"}],
+    /// "errors":{"total","by_status":[{"sct","sc","name","count"}],
+    /// "short_transfers","verify_mismatches","aborted","queues_failed":[..],
+    /// "admin":[..]}}`.
     pub fn to_json(&self, per_second: bool) -> String {
         let mut s = String::from("{");
         let mut field = |name: &str, value: String| {
