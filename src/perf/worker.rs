@@ -117,9 +117,6 @@ pub struct WorkerStats {
     /// Measured completions per second of the measured window.
     pub per_second: Vec<u64>,
     pub errors: ErrorCounts,
-    /// First and last measured completion (verify mode's window).
-    pub first: Option<Instant>,
-    pub last: Option<Instant>,
 }
 
 impl WorkerStats {
@@ -134,11 +131,6 @@ impl WorkerStats {
             *a += b;
         }
         self.errors.merge(&o.errors);
-        self.first = match (self.first, o.first) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.last = self.last.max(o.last);
     }
 }
 
@@ -296,7 +288,8 @@ impl QueueState {
                     if s.buf.is_none() {
                         self.free.pop();
                     }
-                    if e != SubmitError::QueueFull {
+                    // QueueFull with nothing in flight would never clear.
+                    if e != SubmitError::QueueFull || self.inflight() == 0 {
                         // The queue failed; the next poll says why.
                         stats
                             .errors
@@ -358,10 +351,6 @@ impl QueueState {
                 if let Some(n) = stats.per_second.get_mut(second_of) {
                     *n += 1;
                 }
-                if stats.first.is_none() {
-                    stats.first = Some(now);
-                }
-                stats.last = Some(now);
             }
         }
     }
@@ -470,4 +459,48 @@ pub fn run_worker(
         q.q.close();
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_counts_merge_by_status_and_total() {
+        let mut a = ErrorCounts::default();
+        a.status(Status::LBA_OUT_OF_RANGE);
+        a.status(Status::LBA_OUT_OF_RANGE);
+        a.short_transfers = 1;
+        let mut b = ErrorCounts::default();
+        b.status(Status::INTERNAL);
+        b.status(Status::LBA_OUT_OF_RANGE);
+        b.queues_failed.push("queue 1: closed".into());
+        b.aborted = 31;
+        a.merge(&b);
+        assert_eq!(
+            a.by_status,
+            vec![(Status::LBA_OUT_OF_RANGE, 3), (Status::INTERNAL, 1)]
+        );
+        assert_eq!(a.total(), 3 + 1 + 1 + 1 + 31);
+    }
+
+    #[test]
+    fn stats_merge_sums_counts_series_and_latency() {
+        let mut a = WorkerStats {
+            per_second: vec![1, 2],
+            reads: 3,
+            ..WorkerStats::default()
+        };
+        a.latency.record(1000);
+        let mut b = WorkerStats {
+            per_second: vec![10, 20, 30],
+            writes: 60,
+            ..WorkerStats::default()
+        };
+        b.latency.record(3000);
+        a.merge(&b);
+        assert_eq!(a.per_second, vec![11, 22, 30]);
+        assert_eq!((a.reads, a.writes), (3, 60));
+        assert_eq!(a.latency.count(), 2);
+    }
 }
