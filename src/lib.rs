@@ -13,5 +13,6 @@ pub mod device;
 pub mod engine;
 pub mod lock_audit;
 pub mod nvmf;
+pub mod perf;
 pub mod runtime;
 pub mod service;

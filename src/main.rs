@@ -3,7 +3,8 @@
 //! `rewind serve` runs the service (NVMe/TCP target on polled reactors over
 //! journaled volumes); `rewind view add|remove` and `rewind mark` talk to a
 //! running service over its control socket; `rewind setup-hugepages`
-//! reserves 2 MiB pages. Every failure is one line on stderr and a non-zero
+//! reserves 2 MiB pages; `rewind perf` loads an NVMe/TCP target and
+//! measures it (see [`rewind::perf`]). Every failure is one line on stderr and a non-zero
 //! exit status.
 
 use clap::{Args, Parser, Subcommand};
@@ -51,6 +52,76 @@ enum Command {
         #[arg(long)]
         count: u64,
     },
+    /// Load an NVMe/TCP target and report IOPS, MiB/s and latency
+    /// (like spdk_nvme_perf). Exits non-zero if any I/O failed.
+    Perf(PerfArgs),
+}
+
+#[derive(Args, Debug)]
+struct PerfArgs {
+    /// Target address (IPv4, IPv6 or host name).
+    #[arg(long, default_value = "127.0.0.1")]
+    addr: String,
+    #[arg(long, default_value_t = 4420)]
+    port: u16,
+    /// Subsystem NQN.
+    #[arg(long)]
+    nqn: String,
+    #[arg(long, default_value_t = 1)]
+    nsid: u32,
+    /// Bytes per I/O (4096, 64k, 1M, ...).
+    #[arg(long, default_value = "4096")]
+    bs: String,
+    /// Commands in flight per queue.
+    #[arg(long, default_value_t = 32)]
+    qd: u16,
+    /// I/O queues (TCP connections), dealt round-robin to the threads.
+    #[arg(long, default_value_t = 1)]
+    queues: u16,
+    /// Worker threads (not pinned); default: one per --cores entry, else 1.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Pin one worker thread per listed core: 0,1 or 2-3 or a mask 0x3.
+    #[arg(long)]
+    cores: Option<String>,
+    /// read, write, randread, randwrite, rw or randrw.
+    #[arg(long, default_value = "randread")]
+    rw: String,
+    /// Percentage of reads for rw and randrw.
+    #[arg(long, default_value_t = 50)]
+    rwmixread: u8,
+    /// Measured seconds [default: 10].
+    #[arg(long, conflicts_with = "verify")]
+    time: Option<f64>,
+    /// Seconds run before measuring (excluded from the statistics).
+    #[arg(long, conflicts_with = "verify")]
+    warmup: Option<f64>,
+    /// Bytes of the namespace to use from --offset [default: to its end].
+    #[arg(long)]
+    size: Option<String>,
+    /// First byte of the range used.
+    #[arg(long, default_value = "0")]
+    offset: String,
+    #[arg(long)]
+    hdr_digest: bool,
+    #[arg(long)]
+    data_digest: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also print the IOPS of each second (min and median too).
+    #[arg(long)]
+    per_second: bool,
+    /// Instead of a timed run: write a pattern over the range, read it back
+    /// and compare (bound the range with --size).
+    #[arg(long)]
+    verify: bool,
+    /// Seed of the offsets, the read/write choice and the data.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Connect and command timeout, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
 }
 
 #[derive(Args, Debug)]
@@ -121,8 +192,27 @@ enum ViewCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || matches!(
+                    e.kind(),
+                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                )
+            {
+                e.exit();
+            }
+            // One line: clap's first, without its usage block.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            eprintln!("rewind: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
+        Command::Perf(args) => perf(args),
         Command::Serve(args) => serve(args),
         Command::View(ViewCommand::Add {
             at,
@@ -175,6 +265,67 @@ fn main() -> ExitCode {
             eprintln!("rewind: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn seconds(flag: &str, s: f64) -> Result<std::time::Duration, String> {
+    std::time::Duration::try_from_secs_f64(s)
+        .map_err(|_| format!("{flag} {s}: a non-negative number of seconds"))
+}
+
+fn perf(a: PerfArgs) -> Result<(), String> {
+    use rewind::perf::{parse_size, PerfConfig};
+    let host = if a.addr.contains(':') && !a.addr.starts_with('[') {
+        format!("[{}]", a.addr)
+    } else {
+        a.addr.clone()
+    };
+    let mut cfg = PerfConfig::new(format!("{host}:{}", a.port), a.nqn);
+    cfg.nsid = a.nsid;
+    let bs = parse_size(&a.bs).map_err(|e| e.to_string())?;
+    cfg.block_size = u32::try_from(bs).map_err(|_| format!("--bs {bs} is too large"))?;
+    cfg.queue_depth = a.qd;
+    cfg.queues = a.queues;
+    if let Some(text) = &a.cores {
+        cfg.cores = rewind::runtime::resolve_cores(text).map_err(|e| format!("--cores: {e}"))?;
+    }
+    cfg.threads = a.threads.unwrap_or(if cfg.cores.is_empty() {
+        1
+    } else {
+        cfg.cores.len()
+    });
+    cfg.rw =
+        a.rw.parse()
+            .map_err(|e: rewind::perf::PerfError| e.to_string())?;
+    cfg.rwmixread = a.rwmixread;
+    cfg.time = seconds("--time", a.time.unwrap_or(10.0))?;
+    cfg.warmup = seconds("--warmup", a.warmup.unwrap_or(0.0))?;
+    cfg.size = a
+        .size
+        .as_deref()
+        .map(parse_size)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    cfg.offset = parse_size(&a.offset).map_err(|e| e.to_string())?;
+    cfg.hdr_digest = a.hdr_digest;
+    cfg.data_digest = a.data_digest;
+    cfg.verify = a.verify;
+    if let Some(seed) = a.seed {
+        cfg.seed = seed;
+    }
+    cfg.timeout = seconds("--timeout", a.timeout)?;
+    if cfg.timeout.is_zero() {
+        return Err("--timeout must be positive".into());
+    }
+    let report = rewind::perf::run(&cfg).map_err(|e| format!("perf: {e}"))?;
+    if a.json {
+        println!("{}", report.to_json(a.per_second));
+    } else {
+        print!("{}", report.to_table(a.per_second));
+    }
+    match report.error_total() {
+        0 => Ok(()),
+        n => Err(format!("perf: {n} errors (see the report)")),
     }
 }
 
