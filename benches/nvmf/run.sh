@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The NVMe/TCP benchmark series of BENCHMARKS.md: rewind serve on one core,
+# rewind perf on the other, over loopback.
+#
+#   benches/nvmf/run.sh [OUT_DIR]        (default target/bench-nvmf)
+#
+# Env: SECONDS_PER_RUN (10), WARMUP (2), SUSTAIN (60), TARGET_CORE (0),
+# PERF_CORE (1), FILE_DIR (/var/tmp; must take O_DIRECT), IDLE (busy).
+# Cases: 4 KiB randwrite then randread (same range, so reads hit written
+# blocks), QD1 and QD32, on a journaled RAM volume, a plain RAM namespace
+# (journaling off) and a journaled O_DIRECT file; a sustained randwrite at
+# QD32 with a small forward journal (per-second IOPS); the TCP floor.
+# Each result is one JSON line in OUT_DIR/results.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+out=${1:-target/bench-nvmf}
+secs=${SECONDS_PER_RUN:-10}
+warm=${WARMUP:-2}
+sustain=${SUSTAIN:-60}
+tcore=${TARGET_CORE:-0}
+pcore=${PERF_CORE:-1}
+filedir=${FILE_DIR:-/var/tmp}
+idle=${IDLE:-busy}
+port=4430
+mkdir -p "$out"
+: > "$out/results.jsonl"
+
+cargo build --release --bin rewind --example tcp_floor
+bin=target/release/rewind
+
+config() {   # config NAME DEVICE SIZE JOURNAL
+  cat <<EOF
+[service]
+control_socket = "$out/control.sock"
+
+[[listeners]]
+address = "127.0.0.1"
+port = $port
+
+[[volumes]]
+name = "$1"
+device = "$2"
+size = "$3"
+journal = $4
+EOF
+}
+
+serve() {   # serve NAME DEVICE SIZE JOURNAL
+  config "$@" > "$out/$1.toml"
+  "$bin" serve --config "$out/$1.toml" --cores "$tcore" --idle "$idle" \
+    > "$out/$1.serve.out" 2> "$out/$1.serve.log" &
+  server=$!
+  for _ in $(seq 1 600); do
+    grep -q '^ready:' "$out/$1.serve.out" 2>/dev/null && return 0
+    kill -0 "$server" 2>/dev/null || { cat "$out/$1.serve.log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "serve $1 did not become ready" >&2
+  return 1
+}
+
+stop() {
+  kill -TERM "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  rm -f "$filedir/rewind-bench.img"
+}
+
+perf() {   # perf LABEL NAME ARGS...
+  local label=$1 name=$2; shift 2
+  "$bin" perf --nqn "nqn.2026-11.io.rewind:$name" --port "$port" --cores "$pcore" \
+    --json "$@" | sed "s/^{/{\"case\":\"$label\",/" | tee -a "$out/results.jsonl"
+}
+
+series() {   # series NAME DEVICE SIZE JOURNAL
+  serve "$@"
+  for qd in 1 32; do
+    perf "$1 randwrite qd$qd" "$1" --rw randwrite --qd "$qd" --bs 4096 --size 256MiB \
+      --time "$secs" --warmup "$warm"
+    perf "$1 randread qd$qd" "$1" --rw randread --qd "$qd" --bs 4096 --size 256MiB \
+      --time "$secs" --warmup "$warm"
+  done
+  stop
+}
+
+series ram-journal ram 1GiB true
+series ram-plain ram 1GiB false
+series file-journal "$filedir/rewind-bench.img" 1GiB true
+
+# Sustained writes with a small forward journal: many syncs during the run.
+serve sustain ram 256MiB true
+perf "sustain randwrite qd32 ${sustain}s" sustain --rw randwrite --qd 32 --bs 4096 \
+  --time "$sustain" --warmup "$warm" --per-second
+"$bin" stats --config "$out/sustain.toml" > "$out/sustain.stats.json" || true
+stop
+
+# The floor: a bare loopback ping-pong of the same sizes.
+for mode in "" --blocking; do
+  cargo run --quiet --release --example tcp_floor -- --request 4096 --reply 16 --seconds "$secs" $mode \
+    | tee -a "$out/floor.txt"
+done
+echo "results: $out/results.jsonl, $out/floor.txt"
