@@ -16,3 +16,4 @@ pub mod nvmf;
 pub mod perf;
 pub mod runtime;
 pub mod service;
+pub mod size;

@@ -228,29 +228,9 @@ pub enum PerfError {
     Thread(String),
 }
 
-/// Parses a byte size: a number with an optional k/m/g/t suffix (powers
-/// of 1024, optionally followed by `i`/`iB`/`B`).
+/// Parses a byte size such as 4096, 64k or 1G (see [`crate::size`]).
 pub fn parse_size(text: &str) -> Result<u64, PerfError> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| PerfError::Config(format!("{text:?} is not a size (e.g. 4096, 64k, 1G)")))?;
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "ki" | "kib" => 10,
-        "m" | "mb" | "mi" | "mib" => 20,
-        "g" | "gb" | "gi" | "gib" => 30,
-        "t" | "tb" | "ti" | "tib" => 40,
-        _ => {
-            return Err(PerfError::Config(format!(
-                "{text:?} is not a size (e.g. 4096, 64k, 1G)"
-            )))
-        }
-    };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| PerfError::Config(format!("size {text:?} is too large")))
+    crate::size::parse_size(text).map_err(PerfError::Config)
 }
 
 #[cfg(test)]

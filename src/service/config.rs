@@ -132,28 +132,9 @@ pub struct ServiceConfig {
     pub volumes: Vec<VolumeSpec>,
 }
 
-/// Parses "1GiB", "256MiB", "4KiB", "512" (bytes); also GB/MB/KB as binary units.
+/// Parses a size such as "1GiB" or "256MiB" (see [`crate::size`]).
 pub fn parse_size(s: &str) -> Result<u64, ConfigError> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| ConfigError::Invalid(format!("size {s:?} does not start with a number")))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        other => {
-            return Err(ConfigError::Invalid(format!(
-                "size {s:?}: unknown unit {other:?} (use KiB, MiB, GiB or TiB)"
-            )))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| ConfigError::Invalid(format!("size {s:?} is too large")))
+    crate::size::parse_size(s).map_err(ConfigError::Invalid)
 }
 
 impl ServiceConfig {
