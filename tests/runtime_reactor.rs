@@ -82,10 +82,7 @@ fn reactors_start_pinned_and_named() {
             )
         });
         assert_eq!(affinity, vec![core], "reactor {reactor} pinned to its core");
-        assert_eq!(
-            name.as_deref(),
-            Some(format!("rewind-reactor-{core}").as_str())
-        );
+        assert_eq!(name.as_deref(), Some(format!("reactor-{core}").as_str()));
         assert_eq!((index, seen_core), (reactor, core));
     }
     group.stop().expect("stop");

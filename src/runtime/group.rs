@@ -227,8 +227,9 @@ impl fmt::Debug for ReactorGroup {
 
 impl ReactorGroup {
     /// Starts one reactor per core of `config.cores`, each pinned to its core
-    /// and named `rewind-reactor-<core>`, each running `init` on its own
-    /// thread first. Returns once all are running.
+    /// and named `reactor-<core>` (short enough for Linux's 15-byte thread
+    /// names, so `top -H` and `perf` show it whole), each running `init` on
+    /// its own thread first. Returns once all are running.
     pub fn start<I>(config: &ReactorConfig, init: I) -> Result<ReactorGroup, RuntimeError>
     where
         I: Fn(&mut ReactorCtx) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
@@ -263,7 +264,7 @@ impl ReactorGroup {
             let ready = ready_tx.clone();
             let reactor_config = config.clone();
             let spawned = std::thread::Builder::new()
-                .name(format!("rewind-reactor-{core}"))
+                .name(format!("reactor-{core}"))
                 .spawn(move || reactor_thread(index, core, peers, &reactor_config, &*init, ready));
             match spawned {
                 Ok(handle) => group.threads.push((index, handle)),
