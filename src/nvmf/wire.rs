@@ -135,14 +135,13 @@ pub fn put_cstr(buf: &mut [u8], at: usize, width: usize, s: &str) {
     put_u8(buf, at + width.saturating_sub(1), 0);
 }
 
-/// Reads a NUL-terminated UTF-8 string from the `width`-byte field at `at`;
-/// the NUL must lie inside the field.
-pub fn get_cstr<'a>(
+/// The `width`-byte field at `at`, or `Short` when `buf` ends inside it.
+fn whole_field<'a>(
     buf: &'a [u8],
     at: usize,
     width: usize,
     what: &'static str,
-) -> Result<&'a str, WireError> {
+) -> Result<&'a [u8], WireError> {
     let field = slice_at(buf, at, width);
     if field.len() != width {
         return Err(WireError::Short {
@@ -151,6 +150,18 @@ pub fn get_cstr<'a>(
             got: buf.len(),
         });
     }
+    Ok(field)
+}
+
+/// Reads a NUL-terminated UTF-8 string from the `width`-byte field at `at`;
+/// the NUL must lie inside the field.
+pub fn get_cstr<'a>(
+    buf: &'a [u8],
+    at: usize,
+    width: usize,
+    what: &'static str,
+) -> Result<&'a str, WireError> {
+    let field = whole_field(buf, at, width, what)?;
     let end = field
         .iter()
         .position(|&b| b == 0)
@@ -167,14 +178,7 @@ pub fn get_padded<'a>(
     width: usize,
     what: &'static str,
 ) -> Result<&'a str, WireError> {
-    let field = slice_at(buf, at, width);
-    if field.len() != width {
-        return Err(WireError::Short {
-            what,
-            need: at.saturating_add(width),
-            got: buf.len(),
-        });
-    }
+    let field = whole_field(buf, at, width, what)?;
     let end = field.iter().position(|&b| b == 0).unwrap_or(width);
     let text = field.get(..end).unwrap_or(&[]);
     if !text.is_ascii() {
