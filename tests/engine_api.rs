@@ -563,3 +563,40 @@ fn a_volume_that_failed_refuses_writes_but_still_reads() {
     drop(w);
     assert!(matches!(v.close(), Err(EngineError::Failed(_))));
 }
+
+/// Writes submitted between two polls share one commit batch: one descriptor
+/// block, one group of seqs, one completion round.
+#[test]
+fn writes_submitted_between_polls_share_one_descriptor_block() {
+    let (_ram, v) = ram_volume(quiet(Clock::System));
+    let mut w = v.writer(0).unwrap();
+    let desc_used = |v: &Volume| v.stats().rings[0].0.used_blocks;
+    let per_block = geometry().entries_per_desc_block() as u64;
+    assert!(per_block >= 2, "a descriptor block holds several entries");
+    let before = desc_used(&v);
+    for i in 0..8u64 {
+        let buf = AlignedBuf::from_slice(&block(b'a' + i as u8, 1));
+        w.submit_write(i, buf, i).map_err(|(e, _)| e).unwrap();
+    }
+    let mut done = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while done.len() < 8 && std::time::Instant::now() < deadline {
+        w.poll(&mut done);
+    }
+    assert_eq!(done.len(), 8, "every write completes");
+    let mut seqs: Vec<u64> = done.iter().map(|c| *c.result.as_ref().unwrap()).collect();
+    seqs.sort_unstable();
+    assert!(
+        seqs.windows(2).all(|p| p[1] == p[0] + 1),
+        "one batch takes consecutive seqs: {seqs:?}"
+    );
+    assert_eq!(
+        desc_used(&v) - before,
+        8u64.div_ceil(per_block),
+        "eight writes fill as few descriptor blocks as hold them ({per_block} entries each)"
+    );
+    for i in 0..8u64 {
+        let (_, bytes) = v.read(i, 1, &At::Now).unwrap();
+        assert_eq!(bytes, block(b'a' + i as u8, 1));
+    }
+}

@@ -12,9 +12,13 @@ use super::reactor::{Message, Poller, Progress, ReactorCtx};
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 /// Connections accepted per poll at most (bounds one round's work).
 const ACCEPTS_PER_POLL: usize = 16;
+
+/// How long after an empty `accept` the next one is tried.
+pub const IDLE_RETRY: Duration = Duration::from_micros(500);
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -24,6 +28,8 @@ pub struct Acceptor {
     pending: Option<TcpStream>,
     watched: bool,
     accepted: u64,
+    /// No `accept` before this instant (set when one found the backlog empty).
+    quiet_until: Option<Instant>,
 }
 
 impl Acceptor {
@@ -35,6 +41,7 @@ impl Acceptor {
             pending: None,
             watched: false,
             accepted: 0,
+            quiet_until: None,
         })
     }
 
@@ -78,6 +85,12 @@ impl Poller for Acceptor {
             }
             progress = Progress::Busy;
         }
+        if let Some(until) = self.quiet_until {
+            if Instant::now() < until {
+                return progress;
+            }
+            self.quiet_until = None;
+        }
         for _ in 0..ACCEPTS_PER_POLL {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
@@ -94,7 +107,10 @@ impl Poller for Acceptor {
                         break;
                     }
                 }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.quiet_until = Some(Instant::now() + IDLE_RETRY);
+                    break;
+                }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
                     // EMFILE, ECONNABORTED...: the listener itself is fine; retry next poll.

@@ -2,7 +2,9 @@
 //! sync worker for the control ring). It turns writes, write-zeroes and
 //! markers into commit batches — the data writes plus one descriptor block —
 //! group-commits them with one flush, publishes them to the ring index and
-//! completes them. Submission never blocks; `poll` drives everything.
+//! completes them. Submission only queues; each `poll` issues everything
+//! queued since the last one in as few batches as fit (a group commit per
+//! reactor round) and drives the rest. Nothing blocks.
 //!
 //! Invariants:
 //! - seqs are taken when a batch is issued (never while a request waits for
@@ -321,7 +323,6 @@ impl RingWriter {
                     work: Work::Write { lba, nblocks, buf },
                     tag,
                 });
-                self.pump();
                 Ok(())
             }
             Err(e) => Err((e, buf)),
@@ -353,7 +354,6 @@ impl RingWriter {
             work: Work::Zero { lba, nblocks },
             tag,
         });
-        self.pump();
         Ok(())
     }
 
@@ -383,7 +383,6 @@ impl RingWriter {
             },
             tag,
         });
-        self.pump();
         Ok(())
     }
 
@@ -403,8 +402,9 @@ impl RingWriter {
         out.len() - before
     }
 
-    /// One round of work: collect device completions, flush, publish,
-    /// complete, truncate, issue.
+    /// One round of work: issue what was submitted since the last round (all
+    /// of it in as few batches as fit, which is why submission only queues),
+    /// collect device completions, flush, publish, complete, truncate, issue.
     fn drive(&mut self) {
         // A failure elsewhere (another ring, the sync worker) fails this ring too:
         // requests waiting for space or stability would otherwise wait forever.
@@ -414,6 +414,7 @@ impl RingWriter {
                 self.fail(EngineError::Failed(m));
             }
         }
+        self.pump();
         self.io.clear();
         self.queue.poll(&mut self.io);
         let completions = std::mem::take(&mut self.io);
