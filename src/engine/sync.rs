@@ -29,6 +29,10 @@ use crate::engine::config::Retention;
 use crate::engine::error::{EngineError, Result};
 use crate::engine::events::Event;
 use crate::engine::forward::index::{IndexedRecord, RingIndex};
+
+/// Records copied per read of a ring index while gathering a sync window
+/// (tiny in unit tests, so their syncs cross chunk boundaries).
+const GATHER_CHUNK: usize = if cfg!(test) { 3 } else { 1024 };
 use crate::engine::forward::writer::RingWriter;
 use crate::engine::map::net_change::NetChange;
 use crate::engine::mirror::{self, CheckpointWriter};
@@ -200,38 +204,35 @@ impl Worker {
         Ok(())
     }
 
-    /// The newest stable record above the mirror that `wanted` accepts, in any
-    /// ring: (seq, is it a marker).
-    fn newest_stable(&mut self, wanted: impl Fn(&RecordBody) -> bool) -> Option<(u64, bool)> {
+    /// The newest stable record above the mirror, in any ring: (seq, is it
+    /// a marker). Reads stay short (a lookup per ring, never a scan of the
+    /// window): a reader inside a ring's index holds up that ring's publish.
+    fn newest_stable_record(&mut self) -> Option<(u64, bool)> {
         let stable = self.state.stable_seq();
         let m = self.state.mim_seq.load(Ordering::SeqCst);
         self.rings
             .iter_mut()
             .filter_map(|r| {
                 r.read(|ix| {
-                    ix.records_in(m, stable)
-                        .rev()
-                        .find(|x| wanted(&x.record.body))
-                        .map(|x| {
-                            (
-                                x.record.seq,
-                                matches!(x.record.body, RecordBody::Marker { .. }),
-                            )
-                        })
+                    ix.records_in(m, stable).next_back().map(|x| {
+                        (
+                            x.record.seq,
+                            matches!(x.record.body, RecordBody::Marker { .. }),
+                        )
+                    })
                 })
             })
             .max_by_key(|(seq, _)| *seq)
     }
 
-    /// The newest stable record above the mirror: (seq, is it a marker).
-    fn newest_stable_record(&mut self) -> Option<(u64, bool)> {
-        self.newest_stable(|_| true)
-    }
-
     /// The newest stable marker above the mirror, in any ring.
     fn newest_stable_marker(&mut self) -> Option<u64> {
-        self.newest_stable(|b| matches!(b, RecordBody::Marker { .. }))
-            .map(|(seq, _)| seq)
+        let stable = self.state.stable_seq();
+        let m = self.state.mim_seq.load(Ordering::SeqCst);
+        self.rings
+            .iter_mut()
+            .filter_map(|r| r.read(|ix| ix.newest_marker_in(m, stable)))
+            .max()
     }
 
     /// Records a marker through the control ring and returns its point.
@@ -280,13 +281,29 @@ impl Worker {
         self.sync_to(target)
     }
 
-    /// Records `(mirror seq, target]` from every ring, merged by seq.
+    /// Records `(mirror seq, target]` from every ring, merged by seq. Copied
+    /// [`GATHER_CHUNK`] records per read: records at or below a stable target
+    /// do not change while the mirror stays put, and short reads keep the ring
+    /// owners publishing (a reader inside a ring's index holds up its publish).
     fn gather(&mut self, target: u64) -> Vec<(u16, IndexedRecord)> {
         let m = self.state.mim_seq.load(Ordering::SeqCst);
         let mut all: Vec<(u16, IndexedRecord)> = Vec::new();
         for (ring, reader) in self.rings.iter_mut().enumerate() {
-            reader
-                .read(|ix| all.extend(ix.records_in(m, target).map(|r| (ring as u16, r.clone()))));
+            let mut above = m;
+            loop {
+                let before = all.len();
+                reader.read(|ix| {
+                    all.extend(
+                        ix.records_in(above, target)
+                            .take(GATHER_CHUNK)
+                            .map(|r| (ring as u16, r.clone())),
+                    )
+                });
+                match all.last() {
+                    Some((_, r)) if all.len() - before == GATHER_CHUNK => above = r.record.seq,
+                    _ => break,
+                }
+            }
         }
         all.sort_by_key(|(_, r)| r.record.seq);
         all
@@ -473,11 +490,21 @@ impl Worker {
                 _ => None,
             },
         };
+        // The step's own records plus each ring's first record past it (one
+        // lookup, not a scan of the ring inside its index).
         let new_tails: Vec<RingTails> = self
             .rings
             .iter_mut()
             .zip(&self.tails)
-            .map(|(r, cur)| r.read(|ix| mirror::tails_after(ix.records().iter(), *cur, end.seq)))
+            .enumerate()
+            .map(|(ring, (r, cur))| {
+                let first_live = r.read(|ix| ix.records_in(end.seq, u64::MAX).next().cloned());
+                let done = records
+                    .iter()
+                    .filter(|(rg, _)| usize::from(*rg) == ring)
+                    .map(|(_, x)| x);
+                mirror::tails_after(done.chain(first_live.as_ref()), *cur, end.seq)
+            })
             .collect();
         tracing::debug!(to = end.seq, from_tails = ?self.tails, to_tails = ?new_tails, "sync step checkpoint");
         self.write_checkpoint(&new_mirror, &new_tails)?;

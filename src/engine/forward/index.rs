@@ -36,6 +36,10 @@ pub struct RingIndex {
     records: VecDeque<IndexedRecord>,
     /// Seqs and labels of the labelled markers among `records` (few), for label lookups.
     bookmarks: VecDeque<(u64, Box<str>)>,
+    /// Seqs of every marker among `records`, so the sync worker finds its
+    /// target without scanning the window (it reads inside the twin, and a
+    /// long read holds up the ring owner's publish).
+    markers: VecDeque<u64>,
     map: VersionIndex,
 }
 
@@ -45,6 +49,7 @@ impl RingIndex {
             ring,
             records: VecDeque::new(),
             bookmarks: VecDeque::new(),
+            markers: VecDeque::new(),
             map: VersionIndex::new(chunks),
         }
     }
@@ -98,6 +103,13 @@ impl RingIndex {
             .and_then(|i| self.records.get(i))
     }
 
+    /// The newest marker with `above < seq <= max`.
+    pub fn newest_marker_in(&self, above: u64, max: u64) -> Option<u64> {
+        let to = self.markers.partition_point(|&seq| seq <= max);
+        let seq = *self.markers.get(to.checked_sub(1)?)?;
+        (seq > above).then_some(seq)
+    }
+
     /// The newest marker with this label and `seq <= max`.
     pub fn newest_label(&self, label: &str, max: u64) -> Option<&IndexedRecord> {
         let (seq, _) = self
@@ -145,11 +157,11 @@ impl Absorb<RingOp> for RingIndex {
                         );
                     }
                     Self::map_insert(&mut self.map, &r.record);
-                    if let RecordBody::Marker {
-                        label: Some(label), ..
-                    } = &r.record.body
-                    {
-                        self.bookmarks.push_back((r.record.seq, label.clone()));
+                    if let RecordBody::Marker { label, .. } = &r.record.body {
+                        self.markers.push_back(r.record.seq);
+                        if let Some(label) = label {
+                            self.bookmarks.push_back((r.record.seq, label.clone()));
+                        }
                     }
                     self.records.push_back(r.clone());
                 }
@@ -157,6 +169,9 @@ impl Absorb<RingOp> for RingIndex {
             RingOp::TruncateThrough(seq) => {
                 while self.bookmarks.front().is_some_and(|(s, _)| s <= seq) {
                     self.bookmarks.pop_front();
+                }
+                while self.markers.front().is_some_and(|s| s <= seq) {
+                    self.markers.pop_front();
                 }
                 while self.records.front().is_some_and(|r| r.record.seq <= *seq) {
                     let Some(r) = self.records.pop_front() else {
@@ -224,6 +239,9 @@ mod tests {
             Some(5)
         );
         assert_eq!(ix.newest_label("x", 100).map(|r| r.record.seq), Some(9));
+        assert_eq!(ix.newest_marker_in(0, 100), Some(9));
+        assert_eq!(ix.newest_marker_in(0, 8), None, "no marker at or below 8");
+        assert_eq!(ix.newest_marker_in(9, 100), None, "none above 9");
         let mut hits = vec![];
         ix.map()
             .query(1, 1, Want::NewestIn { above: 0, max: 7 }, |c| {
@@ -238,5 +256,11 @@ mod tests {
         ix.absorb(&RingOp::TruncateThrough(5));
         assert_eq!(ix.records().len(), 2);
         assert_eq!(ix.map().entries(), 1, "only seq 8's extent remains mapped");
+        ix.absorb(&RingOp::TruncateThrough(9));
+        assert_eq!(
+            ix.newest_marker_in(0, 100),
+            None,
+            "truncated with its record"
+        );
     }
 }
