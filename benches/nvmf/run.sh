@@ -9,8 +9,11 @@
 # Cases: 4 KiB randwrite then randread (same range, so reads hit written
 # blocks), QD1 and QD32, on a journaled RAM volume, a plain RAM namespace
 # (journaling off) and a journaled O_DIRECT file; a sustained randwrite at
-# QD32 with a small forward journal (per-second IOPS); the TCP floor.
-# Each result is one JSON line in OUT_DIR/results.jsonl.
+# QD32 with a small forward journal (per-second IOPS); CPU per I/O of the
+# reactor and of the sync worker (target with --idle adaptive, so a reactor's
+# CPU time is its work, not its polling); the TCP floor.
+# Each result is one JSON line in OUT_DIR/results.jsonl; CPU lines go to
+# OUT_DIR/cpu.txt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -72,6 +75,29 @@ perf() {   # perf LABEL NAME ARGS...
     --json "$@" | sed "s/^{/{\"case\":\"$label\",/" | tee -a "$out/results.jsonl"
 }
 
+thread_ticks() {   # thread_ticks PID COMM: user+system clock ticks of that thread (0 if none)
+  local t
+  t=$(grep -lx "$2" /proc/"$1"/task/*/comm 2>/dev/null | head -1 | cut -d/ -f5)
+  [ -n "$t" ] && awk '{print $14 + $15}' /proc/"$1"/task/"$t"/stat || echo 0
+}
+
+cpu_case() {   # cpu_case NAME DEVICE SIZE JOURNAL RW: reactor and sync CPU per I/O at QD32
+  local rw=$5 idle_was=$idle
+  idle=adaptive
+  serve "$1" "$2" "$3" "$4"
+  idle=$idle_was
+  local r0 s0 r1 s1 iops
+  r0=$(thread_ticks "$server" reactor-0); s0=$(thread_ticks "$server" rewind-sync)
+  iops=$("$bin" perf --nqn "nqn.2026-11.io.rewind:$1" --port "$port" --cores "$pcore" --json \
+    --rw "$rw" --qd 32 --bs 4096 --size 256MiB --time "$secs" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["iops"])')
+  r1=$(thread_ticks "$server" reactor-0); s1=$(thread_ticks "$server" rewind-sync)
+  python3 -c "n = $iops * $secs; t = 1e6 / $(getconf CLK_TCK)
+print('$1 $rw qd32: %d IOPS; CPU per I/O: reactor %.2f us, sync worker %.2f us'
+      % ($iops, ($r1 - $r0) * t / n, ($s1 - $s0) * t / n))" | tee -a "$out/cpu.txt"
+  stop
+}
+
 series() {   # series NAME DEVICE SIZE JOURNAL
   serve "$@"
   for qd in 1 32; do
@@ -93,6 +119,11 @@ perf "sustain randwrite qd32 ${sustain}s" sustain --rw randwrite --qd 32 --bs 40
   --time "$sustain" --warmup "$warm" --per-second
 "$bin" stats --config "$out/sustain.toml" > "$out/sustain.stats.json" || true
 stop
+
+# What each I/O costs in CPU: the reactor's share and the sync worker's.
+: > "$out/cpu.txt"
+cpu_case cpu-journal ram 1GiB true randwrite
+cpu_case cpu-plain ram 1GiB false randwrite
 
 # The floor: a bare loopback ping-pong of the same sizes.
 for mode in "" --blocking; do

@@ -55,6 +55,10 @@ pub struct Limits {
     pub max_transfer_bytes: u32,
     /// MAXH2CDATA: largest H2CData PDU.
     pub max_h2c_data: u32,
+    /// A connection that has not completed ICReq and Connect this long
+    /// after it was accepted is closed: half-open connections would
+    /// otherwise hold a reactor slot and a receive buffer for ever.
+    pub establish_timeout: std::time::Duration,
     /// Serial number reported by every controller (subsystems may override).
     pub firmware: String,
     pub model: String,
@@ -69,6 +73,7 @@ impl Default for Limits {
             admin_in_capsule_bytes: 8192,
             max_transfer_bytes: 1 << 20,
             max_h2c_data: 128 << 10,
+            establish_timeout: std::time::Duration::from_secs(10),
             firmware: env!("CARGO_PKG_VERSION").to_string(),
             model: "rewind continuous data protection".to_string(),
         }

@@ -33,6 +33,7 @@ use crate::nvmf::pdu::{
 };
 use crate::nvmf::status::Status;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Where the connection is in its life.
 #[derive(Debug)]
@@ -96,6 +97,8 @@ pub struct QueuePair {
     out: Vec<u8>,
     done: Vec<IoDone>,
     closing: bool,
+    /// When the connection was accepted (bounds ICReq + Connect).
+    created: Instant,
 }
 
 /// How a command was answered synchronously.
@@ -125,6 +128,7 @@ impl QueuePair {
             out: Vec::with_capacity(64 << 10),
             done: Vec::with_capacity(64),
             closing: false,
+            created: Instant::now(),
         }
     }
 
@@ -227,6 +231,17 @@ impl QueuePair {
                 }
             }
             Phase::Io(c) if c.is_dead() => {
+                self.closing = true;
+                work = true;
+            }
+            Phase::Init | Phase::Connect
+                if self.created.elapsed() > self.target.limits.establish_timeout =>
+            {
+                tracing::info!(
+                    timeout = ?self.target.limits.establish_timeout,
+                    initialized = matches!(self.phase, Phase::Connect),
+                    "connection not established in time: closed"
+                );
                 self.closing = true;
                 work = true;
             }
@@ -1016,4 +1031,41 @@ fn check_range(ns: &Namespace, lba: u64, n: u64) -> Answer {
         return Err((Status::LBA_OUT_OF_RANGE, 0));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nvmf::target::Limits;
+    use std::time::Duration;
+
+    fn queue(timeout: Duration) -> QueuePair {
+        let limits = Limits {
+            establish_timeout: timeout,
+            ..Limits::default()
+        };
+        QueuePair::new(Arc::new(Target::new(limits, Vec::new(), Vec::new())))
+    }
+
+    #[test]
+    fn a_connection_that_never_initializes_is_closed_after_the_timeout() {
+        let mut io = ReactorIo::new(0);
+        let mut qp = queue(Duration::from_millis(20));
+        qp.on_tick(&mut io);
+        assert!(!qp.closing(), "open while within the timeout");
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(qp.on_tick(&mut io), "closing is work for the poller");
+        assert!(qp.closing());
+        assert!(qp.output().is_empty(), "no PDU for a host that never spoke");
+    }
+
+    #[test]
+    fn the_timeout_does_not_touch_a_connection_within_it() {
+        let mut io = ReactorIo::new(0);
+        let mut qp = queue(Duration::from_secs(3600));
+        for _ in 0..3 {
+            qp.on_tick(&mut io);
+        }
+        assert!(!qp.closing());
+    }
 }
