@@ -600,3 +600,64 @@ fn writes_submitted_between_polls_share_one_descriptor_block() {
         assert_eq!(bytes, block(b'a' + i as u8, 1));
     }
 }
+
+/// A pinned write point survives the sync that crosses it (it becomes a
+/// generation) and voluntary retention keeps it until the pin is dropped.
+#[test]
+fn a_pinned_point_survives_sync_and_voluntary_retention() {
+    let (_ram, v) = ram_volume(quiet(Clock::System));
+    let mut w = v.writer(0).unwrap();
+    let s1 = w.write(0, &block(b'A', 2)).unwrap();
+    let s2 = w.write(0, &block(b'B', 2)).unwrap();
+    let s3 = w.write(0, &block(b'C', 2)).unwrap();
+    assert!(s1 < s2 && s2 < s3);
+
+    // Refusals: a point not yet written, and (after a sync) one gone.
+    assert!(matches!(v.pin(s3 + 100), Err(EngineError::InFuture { .. })));
+    let pin = v.pin(s2).unwrap();
+    assert_eq!(pin.seq(), s2);
+    assert_eq!(v.pinned(), vec![s2]);
+    v.sync_now().unwrap();
+    // s1 was a plain write point inside the synced window: dissolved (an
+    // older point serves a request for it now), and it can no longer be pinned.
+    assert!(v.resolve(&At::Seq(s1)).unwrap().seq < s1);
+    assert!(matches!(v.pin(s1), Err(EngineError::Expired(_))));
+    // s2 was pinned: the mirror rested on it, so it is a generation now.
+    let (p, bytes) = v.read(0, 2, &At::Seq(s2)).unwrap();
+    assert_eq!(p.seq, s2);
+    assert_eq!(bytes, block(b'B', 2));
+    assert!(v.generations().iter().any(|g| g.record.point_seq == s2));
+
+    // More history, then a policy that wants only the newest generation.
+    for i in 0..3u8 {
+        w.write(2, &block(b'a' + i, 1)).unwrap();
+        v.sync_now().unwrap();
+    }
+    v.set_retention(Retention {
+        keep_last: Some(1),
+        ..Default::default()
+    })
+    .unwrap();
+    let (_, bytes) = v.read(0, 2, &At::Seq(s2)).unwrap();
+    assert_eq!(bytes, block(b'B', 2), "the pin holds voluntary expiry back");
+    assert!(v.generations().len() > 1);
+
+    // Released, the same policy expires it.
+    drop(pin);
+    assert!(v.pinned().is_empty());
+    v.apply_retention().unwrap();
+    assert_eq!(v.generations().len(), 1);
+    assert!(
+        v.resolve(&At::Seq(s2)).is_err(),
+        "s2 is before the retention window now"
+    );
+    // A second holder keeps a point pinned until both let go.
+    let newest = v.generations()[0].record.point_seq;
+    let (a, b) = (v.pin(newest).unwrap(), v.pin(newest).unwrap());
+    drop(a);
+    assert_eq!(v.pinned(), vec![newest]);
+    drop(b);
+    assert!(v.pinned().is_empty());
+    drop(w);
+    v.close().unwrap();
+}

@@ -83,6 +83,8 @@ pub enum WorkerRequest {
         super::config::Retention,
         std::sync::mpsc::SyncSender<Result<()>>,
     ),
+    /// Pin the point with this seq if it is retained.
+    Pin(u64, std::sync::mpsc::SyncSender<Result<()>>),
 }
 
 /// How writers and the API reach the sync worker.
@@ -115,6 +117,8 @@ pub struct VolumeState {
     pub failure: OnceLock<String>,
     pub worker: WorkerLink,
     pub events: Events,
+    /// Points the sync must rest on and retention must keep.
+    pub pins: super::pin::Pins,
 }
 
 impl std::fmt::Debug for VolumeState {

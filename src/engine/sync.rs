@@ -145,6 +145,50 @@ impl Worker {
                 let r = self.apply_retention().map(|_| ());
                 let _ = reply.send(r);
             }
+            WorkerRequest::Pin(seq, reply) => {
+                let r = self.check_pinnable(seq);
+                if r.is_ok() {
+                    self.state.pins.add(seq);
+                }
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// Whether `seq` is a retained point a sync can rest on: the mirror's
+    /// point, a generation's point, or a stable record in the forward window.
+    /// Called between syncs, so the answer holds until the pin is in place.
+    fn check_pinnable(&mut self, seq: u64) -> Result<()> {
+        let m = self.state.mim_seq.load(Ordering::SeqCst);
+        let floor = self.state.floor_seq.load(Ordering::SeqCst);
+        if seq < floor {
+            return Err(EngineError::Expired(seq));
+        }
+        if seq < m {
+            return if self.backward.read().generations().contains_key(&seq) {
+                Ok(())
+            } else {
+                Err(EngineError::Expired(seq))
+            };
+        }
+        if seq == m {
+            return Ok(());
+        }
+        let stable = self.state.stable_seq();
+        if seq > stable {
+            return Err(EngineError::InFuture {
+                requested: seq,
+                newest: stable,
+            });
+        }
+        let is_record = self
+            .rings
+            .iter_mut()
+            .any(|r| r.read(|ix| ix.records_in(seq - 1, seq).next().is_some()));
+        if is_record {
+            Ok(())
+        } else {
+            Err(EngineError::Expired(seq))
         }
     }
 
@@ -343,6 +387,8 @@ impl Worker {
             net.blocks() > budget_blocks
                 || net.extent_count() as u64 + net.blocks() / max_run > budget_extents
         };
+        // Pinned points in the window become generations: a step ends on each.
+        let pinned = self.state.pins.within(from, target);
         let mut start = 0usize;
         let mut net = NetChange::new();
         for i in 0..records.len() {
@@ -363,7 +409,8 @@ impl Worker {
                     ..
                 }
             );
-            if bookmark || i + 1 == records.len() {
+            let pinned_here = pinned.binary_search(&r.seq).is_ok();
+            if bookmark || pinned_here || i + 1 == records.len() {
                 self.step(&records[start..=i], &mut report)?;
                 start = i + 1;
                 net = NetChange::new();
@@ -567,8 +614,27 @@ impl Worker {
         self.state.floor_seq.store(floor, Ordering::SeqCst);
     }
 
+    /// The oldest readable point once the `count` oldest generations are gone.
+    fn floor_after_expiring(&self, count: usize) -> u64 {
+        let b = self.backward.read();
+        b.generations()
+            .values()
+            .nth(count)
+            .map_or(b.mirror().seq, |g| g.record.point_seq)
+    }
+
     /// Expires the `count` oldest generations; returns their ids.
     fn expire_oldest(&mut self, count: usize, forced: bool) -> Result<Vec<u64>> {
+        if forced {
+            let floor = self.floor_after_expiring(count);
+            if let Some(pinned) = self.state.pins.oldest().filter(|&p| p < floor) {
+                tracing::warn!(
+                    pinned,
+                    new_floor = floor,
+                    "the backward journal is full: a pinned point expires to make room for the next sync"
+                );
+            }
+        }
         let victims: Vec<Arc<Generation>> = self
             .backward
             .read()
@@ -643,6 +709,14 @@ impl Worker {
             let too_full = self.space.free_percent() < u64::from(self.retention.min_free_percent);
             if !(too_many || too_full) {
                 break;
+            }
+            if self
+                .state
+                .pins
+                .oldest()
+                .is_some_and(|pinned| pinned < self.floor_after_expiring(1))
+            {
+                break; // the oldest generation serves a pinned point
             }
             expired.extend(self.expire_oldest(1, false)?);
         }

@@ -20,6 +20,7 @@ use super::grace::GraceDomain;
 use super::mirror::CheckpointWriter;
 use super::ondisk::checkpoint::{Checkpoint, RingTails};
 use super::ondisk::superblock::Superblock;
+use super::pin::PointPin;
 use super::point::{At, MarkerKind, Point};
 use super::read::Reader;
 use super::recovery::{self, Recovered};
@@ -258,6 +259,20 @@ impl Volume {
         self.ask(|tx| WorkerRequest::SetRetention(retention, tx))
     }
 
+    /// Pins the retained point `seq` (see [`crate::engine::pin`]): the sync
+    /// rests the mirror on it and voluntary retention keeps it until the
+    /// returned pin is dropped. `Expired` if the point is no longer retained,
+    /// `InFuture` if it is not yet stable.
+    pub fn pin(&self, seq: u64) -> Result<PointPin> {
+        self.ask(|tx| WorkerRequest::Pin(seq, tx))?;
+        Ok(PointPin::new(Arc::clone(&self.state), seq))
+    }
+
+    /// Seqs of the pinned points, oldest first.
+    pub fn pinned(&self) -> Vec<u64> {
+        self.state.pins.all()
+    }
+
     /// Events from now on.
     pub fn subscribe(&self) -> mpsc::Receiver<Event> {
         self.state.events.subscribe()
@@ -494,6 +509,7 @@ fn build(
             fill_signal: AtomicBool::new(false),
         },
         events: Events::default(),
+        pins: Default::default(),
         config,
     });
     if let Some(f) = failure {
