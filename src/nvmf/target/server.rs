@@ -1,7 +1,8 @@
 //! Starting the target on a group of reactors: bind the listeners, put an
 //! acceptor on the first reactor, give every reactor its [`ReactorIo`]
-//! (appending to the engine ring with the reactor's index) and a handler that
-//! turns accepted streams into [`Connection`]s.
+//! (appending to the engine ring with the reactor's index), a handler that
+//! turns accepted streams into [`Connection`]s and a [`ReleasePoller`] that
+//! drops the reactor's handles on deleted volumes.
 //!
 //! Invariant: reactor `i` is the only writer of ring `i` of every volume it
 //! serves, so volumes need at least as many rings as there are reactors
@@ -9,12 +10,14 @@
 
 use super::connection::Connection;
 use super::io::ReactorIo;
+use super::release::{ReleasePoller, Releases};
 use super::Target;
 use crate::runtime::{Acceptor, HugepagePool, ReactorConfig, ReactorGroup, RuntimeError};
 use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why the target did not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,7 @@ pub struct Server {
     group: Option<ReactorGroup>,
     target: Arc<Target>,
     addrs: Vec<SocketAddr>,
+    releases: Arc<Releases>,
 }
 
 impl Server {
@@ -90,6 +94,8 @@ impl Server {
         let target = Arc::new(target);
         let shared = Arc::clone(&target);
         let listeners = std::sync::Mutex::new(Some(listeners));
+        let releases = Arc::new(Releases::new(reactors.cores.len()));
+        let board = Arc::clone(&releases);
         let group = ReactorGroup::start(reactors, move |ctx| {
             let ring = ctx.index() as u16;
             let io = match &buffers {
@@ -97,6 +103,11 @@ impl Server {
                 None => ReactorIo::new(ring),
             };
             let io = Rc::new(RefCell::new(io));
+            ctx.add_poller(Box::new(ReleasePoller::new(
+                Rc::clone(&io),
+                Arc::clone(&board),
+                ctx.index(),
+            )));
             if ctx.index() == 0 {
                 let taken = listeners
                     .lock()
@@ -125,6 +136,7 @@ impl Server {
             group: Some(group),
             target,
             addrs,
+            releases,
         })
     }
 
@@ -145,6 +157,16 @@ impl Server {
     /// A handle that reads the reactors' statistics from any thread.
     pub fn peers(&self) -> Option<Arc<crate::runtime::Peers>> {
         self.group.as_ref().map(|g| Arc::clone(g.peers()))
+    }
+
+    /// Makes every reactor drop its handles on `volume` (deleted: no
+    /// subsystem exports it and no queue uses it any more); false when a
+    /// reactor did not confirm within `timeout`.
+    pub fn release_volume(&self, volume: &Arc<crate::engine::Volume>, timeout: Duration) -> bool {
+        match &self.group {
+            Some(g) => self.releases.release(volume, Some(g.peers()), timeout),
+            None => true,
+        }
     }
 
     /// Stops every reactor (closing every connection).
