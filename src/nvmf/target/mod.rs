@@ -26,8 +26,8 @@ pub mod release;
 pub mod server;
 pub mod subsystem;
 
-use crate::nvmf::logpage::discovery;
 use crate::lock_audit::AuditedMutex;
+use crate::nvmf::logpage::discovery;
 use controller::Registry;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

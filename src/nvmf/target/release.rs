@@ -41,7 +41,7 @@ impl Releases {
 
     /// Posts `volume`, wakes every reactor and waits up to `timeout` until
     /// each has dropped its handles. Returns false on timeout.
-    pub fn release(&self, volume: &Arc<Volume>, peers: Option<&Peers>, timeout: Duration) -> bool {
+    fn release(&self, volume: &Arc<Volume>, peers: Option<&Peers>, timeout: Duration) -> bool {
         let version = {
             let mut list = self
                 .volumes
@@ -83,6 +83,23 @@ impl Releases {
     }
 }
 
+/// What the control plane holds to post releases (from [`super::server::Server::releaser`]).
+#[derive(Clone, Debug)]
+pub struct Releaser {
+    pub(crate) releases: Arc<Releases>,
+    pub(crate) peers: Option<Arc<Peers>>,
+}
+
+impl Releaser {
+    /// Makes every reactor drop its handles on `volume` (deleted: no
+    /// subsystem exports it and no queue uses it any more); false when a
+    /// reactor did not confirm within `timeout`.
+    pub fn release(&self, volume: &Arc<Volume>, timeout: Duration) -> bool {
+        self.releases
+            .release(volume, self.peers.as_deref(), timeout)
+    }
+}
+
 /// Acts on the board for one reactor.
 #[derive(Debug)]
 pub struct ReleasePoller {
@@ -94,7 +111,10 @@ pub struct ReleasePoller {
 
 impl ReleasePoller {
     pub fn new(io: Rc<RefCell<ReactorIo>>, releases: Arc<Releases>, reactor: usize) -> Self {
-        assert!(reactor < releases.acked.len(), "reactor {reactor} has no slot");
+        assert!(
+            reactor < releases.acked.len(),
+            "reactor {reactor} has no slot"
+        );
         ReleasePoller {
             io,
             releases,

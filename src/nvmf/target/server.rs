@@ -10,14 +10,13 @@
 
 use super::connection::Connection;
 use super::io::ReactorIo;
-use super::release::{ReleasePoller, Releases};
+use super::release::{ReleasePoller, Releaser, Releases};
 use super::Target;
 use crate::runtime::{Acceptor, HugepagePool, ReactorConfig, ReactorGroup, RuntimeError};
 use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Why the target did not start.
 #[derive(Debug, thiserror::Error)]
@@ -159,13 +158,11 @@ impl Server {
         self.group.as_ref().map(|g| Arc::clone(g.peers()))
     }
 
-    /// Makes every reactor drop its handles on `volume` (deleted: no
-    /// subsystem exports it and no queue uses it any more); false when a
-    /// reactor did not confirm within `timeout`.
-    pub fn release_volume(&self, volume: &Arc<crate::engine::Volume>, timeout: Duration) -> bool {
-        match &self.group {
-            Some(g) => self.releases.release(volume, Some(g.peers()), timeout),
-            None => true,
+    /// The handle that makes reactors drop deleted volumes.
+    pub fn releaser(&self) -> Releaser {
+        Releaser {
+            releases: Arc::clone(&self.releases),
+            peers: self.peers(),
         }
     }
 
