@@ -74,11 +74,7 @@ impl Progress {
     }
 
     fn line(&self) -> String {
-        let pct = if self.total == 0 {
-            100
-        } else {
-            self.done * 100 / self.total
-        };
+        let pct = (self.done * 100).checked_div(self.total).unwrap_or(100);
         format!(
             "{}: {} of {} ({pct}%)",
             self.what,

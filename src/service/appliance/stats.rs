@@ -55,8 +55,8 @@ impl Appliance {
             .map(|(i, (desc, data))| {
                 json!({
                     "ring": if i < writer_rings { json!(i) } else { json!("control") },
-                    "descriptor_fill_percent": fill(&desc),
-                    "data_fill_percent": fill(&data),
+                    "descriptor_fill_percent": fill(desc),
+                    "data_fill_percent": fill(data),
                     "descriptor": desc,
                     "data": data,
                 })
@@ -65,7 +65,7 @@ impl Appliance {
         let forward_fill = stats
             .rings
             .iter()
-            .map(|(d, a)| fill(&d).max(fill(&a)))
+            .map(|(d, a)| fill(d).max(fill(a)))
             .fold(0.0, f64::max);
         let rate = self.rate(&served, stats.next_seq);
         let retention = served.retention().clone();

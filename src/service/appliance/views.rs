@@ -69,7 +69,6 @@ fn view_uuid(volume: &[u8; 16], nsid: u32) -> [u8; 16] {
 impl Appliance {
     /// Adds a view of `name` at `at`.
     pub fn view_create(&self, name: &str, at: &AtSpec) -> Result<ViewCreated, ApplianceError> {
-        let at_engine;
         let slots = self.slots();
         let served = match slots.get(name) {
             Some(Slot::Ready(s)) if s.is_deleting() => {
@@ -82,7 +81,7 @@ impl Appliance {
             None => return Err(ApplianceError::UnknownVolume(name.to_string())),
         };
         let volume = Arc::clone(served.volume()?);
-        at_engine = at.to_at(name)?;
+        let at_engine = at.to_at(name)?;
         let point = volume
             .resolve(&at_engine)
             .map_err(|e| ApplianceError::engine(name, e))?;
