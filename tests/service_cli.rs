@@ -452,8 +452,20 @@ fn time_travel_through_the_cli_the_socket_and_nvme_tcp() {
     assert!(!data.join("volumes/db.img").exists());
     refused(&s.cli(&["points", "db"]), "no volume named \"db\"");
 
-    // The name is free again.
+    // The name is free again; --force disconnects a connected host.
     s.json(&["volume", "create", "db", "--size", "16MiB"]);
+    let mut c = host(&s, &nqn);
+    c.write(1, 1, 0, 8, &old).unwrap();
+    s.json(&["view", "create", "db", "--at", "now"]);
+    let forced = s.json(&["volume", "delete", "db", "--force"]);
+    assert_eq!(forced["hosts_disconnected"], 1);
+    assert_eq!(forced["views_removed"], 1);
+    assert!(
+        c.read(1, 1, 0, 8, &mut back).is_err(),
+        "the host was disconnected"
+    );
+    assert!(!data.join("volumes/db.img").exists());
+    assert_eq!(volume_state(&s, "db"), None);
     s.stop();
     assert!(
         !data.join("rewind.sock").exists(),
@@ -468,7 +480,7 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
     let cfg = config(
         tmp.path(),
         &data,
-        "\n[[volumes]]\nname = \"cfg\"\ndevice = \"ram\"\nsize = \"16MiB\"\n",
+        "\n[[volumes]]\nname = \"cfg\"\ndevice = \"ram\"\nsize = \"16MiB\"\n\n[[volumes]]\nname = \"plain\"\ndevice = \"ram\"\nsize = \"16MiB\"\njournal = false\n",
     );
     let s = serve(&cfg, &data);
     s.json(&["volume", "create", "vol", "--size", "16MiB"]);
@@ -551,6 +563,21 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
     refused(
         &s.cli(&["volume", "delete", "cfg"]),
         "comes from the configuration file",
+    );
+    let never = tmp.path().join("never.raw");
+    for args in [
+        &["points", "plain"][..],
+        &["mark", "plain", "x"],
+        &["view", "create", "plain", "--at", "now"],
+        &["export", "plain", "--out", never.to_str().unwrap()],
+    ] {
+        refused(&s.cli(args), "plain namespace");
+    }
+    assert!(!never.exists() && !tmp.path().join("never.raw.partial").exists());
+    let plain = s.json(&["volume", "info", "plain"]);
+    assert_eq!(
+        (plain["journal"].clone(), plain["geometry"].clone()),
+        (json!(false), Value::Null)
     );
     // A full disk: more than the filesystem has free; nothing is left behind.
     let free = rewind::service::data_dir::free_bytes(&data).unwrap();

@@ -83,11 +83,19 @@ impl Progress {
         )
     }
 
-    /// The operation ended (successfully or not).
+    /// The operation completed: the bar goes, a plain run gets its last line.
     pub fn finish(self) {
         match self.bar {
             Some(bar) => bar.finish_and_clear(),
             None => eprintln!("{}", self.line()),
+        }
+    }
+
+    /// The operation failed: the bar goes, and nothing more is printed (the
+    /// error is the last word).
+    pub fn abandon(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
         }
     }
 }

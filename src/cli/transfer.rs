@@ -131,8 +131,14 @@ pub fn export(
         }
         Ok(())
     });
+    let point = match pulled {
+        Ok(point) => point,
+        Err(e) => {
+            progress.abandon();
+            return Err(e);
+        }
+    };
     progress.finish();
-    let point = pulled?;
     let summary = image.finish()?;
     Ok((point, summary))
 }
