@@ -103,6 +103,10 @@ impl ApplianceError {
             | EngineError::EmptyLabel => {
                 ApplianceError::InvalidParams(format!("volume {volume:?}: {e}"))
             }
+            EngineError::Device(d) => ApplianceError::Io {
+                what: format!("volume {volume:?}"),
+                detail: d.to_string(),
+            },
             source => ApplianceError::Engine { volume, source },
         }
     }

@@ -5,7 +5,8 @@
 //!
 //! Binding: a socket file left by a crashed service (nobody accepts on it)
 //! is removed and bound again; a socket a live process accepts on is
-//! refused, and so is a path that is not a socket.
+//! refused, and so is a path that is not a socket. The socket is made
+//! readable and writable by its owner and group only (mode 0660).
 //!
 //! Invariant: when [`RpcServer::stop`] returns, no client thread runs and
 //! the socket file is gone, so the service can close its volumes.
@@ -69,7 +70,12 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
             Err(e) => return Err(io(e)),
         },
     }
-    UnixListener::bind(path).map_err(io)
+    let listener = UnixListener::bind(path).map_err(io)?;
+    // The socket creates and deletes volumes and writes files as the
+    // service's user: its owner and group only.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
+    Ok(listener)
 }
 
 struct Client {
