@@ -464,6 +464,14 @@ fn time_travel_through_the_cli_the_socket_and_nvme_tcp() {
         c.read(1, 1, 0, 8, &mut back).is_err(),
         "the host was disconnected"
     );
+    let opts = ConnectOptions {
+        timeout: Duration::from_secs(10),
+        ..ConnectOptions::default()
+    };
+    assert!(
+        Controller::connect(s.addr, &nqn, &opts).is_err(),
+        "the subsystem is gone from the target"
+    );
     assert!(!data.join("volumes/db.img").exists());
     assert_eq!(volume_state(&s, "db"), None);
     s.stop();

@@ -78,7 +78,7 @@ pub struct VolumeInfo {
     pub oldest_point: Option<PointInfo>,
     pub newest_point: Option<PointInfo>,
     pub retention: Option<crate::engine::Retention>,
-    pub connect: super::views::ConnectInfoOwned,
+    pub connect: super::ConnectInfo,
 }
 
 /// Allocates `len` bytes of `file` (refusing a full filesystem).
@@ -177,7 +177,7 @@ impl Appliance {
             oldest_point: oldest,
             newest_point: newest,
             retention: matches!(s.backing, Backing::Journaled(_)).then(|| s.retention().clone()),
-            connect: self.connect_info(&s.subsystem.nqn).into(),
+            connect: self.connect_info(&s.subsystem.nqn),
         })
     }
 

@@ -163,10 +163,10 @@ enum Slot {
 }
 
 /// How hosts reach a subsystem.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ConnectInfo {
     pub nqn: String,
-    pub transport: &'static str,
+    pub transport: String,
     /// `address:port` of every listener.
     pub addresses: Vec<String>,
     /// One `nvme connect` line per listener.
@@ -287,7 +287,7 @@ impl Appliance {
     pub fn connect_info(&self, nqn: &str) -> ConnectInfo {
         ConnectInfo {
             nqn: nqn.to_string(),
-            transport: "tcp",
+            transport: "tcp".to_string(),
             addresses: self.addrs.iter().map(|a| a.to_string()).collect(),
             nvme_connect: self
                 .addrs

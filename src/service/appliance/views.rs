@@ -23,27 +23,7 @@ pub struct ViewCreated {
     pub requested: String,
     /// The actual point the view presents.
     pub point: PointInfo,
-    pub connect: ConnectInfoOwned,
-}
-
-/// [`ConnectInfo`] in a form that also deserializes (for the CLI).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ConnectInfoOwned {
-    pub nqn: String,
-    pub transport: String,
-    pub addresses: Vec<String>,
-    pub nvme_connect: Vec<String>,
-}
-
-impl From<ConnectInfo> for ConnectInfoOwned {
-    fn from(c: ConnectInfo) -> Self {
-        ConnectInfoOwned {
-            nqn: c.nqn,
-            transport: c.transport.to_string(),
-            addresses: c.addresses,
-            nvme_connect: c.nvme_connect,
-        }
-    }
+    pub connect: ConnectInfo,
 }
 
 /// One entry of `view_list`.
@@ -122,7 +102,7 @@ impl Appliance {
             nsid,
             requested: at.describe(),
             point: info,
-            connect: self.connect_info(&served.subsystem.nqn).into(),
+            connect: self.connect_info(&served.subsystem.nqn),
         })
     }
 
