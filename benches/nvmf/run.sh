@@ -35,7 +35,8 @@ bin=target/release/rewind
 config() {   # config NAME DEVICE SIZE JOURNAL
   cat <<EOF
 [service]
-control_socket = "$out/control.sock"
+data_dir = "$out/data"
+rpc_socket = "$out/rewind.sock"
 
 [[listeners]]
 address = "127.0.0.1"
@@ -117,7 +118,7 @@ series file-journal "$filedir/rewind-bench.img" 1GiB true
 serve sustain ram 256MiB true
 perf "sustain randwrite qd32 ${sustain}s" sustain --rw randwrite --qd 32 --bs 4096 \
   --time "$sustain" --warmup "$warm" --per-second
-"$bin" stats --config "$out/sustain.toml" > "$out/sustain.stats.json" || true
+"$bin" --socket "$out/rewind.sock" --json stats sustain > "$out/sustain.stats.json" || true
 stop
 
 # What each I/O costs in CPU: the reactor's share and the sync worker's.

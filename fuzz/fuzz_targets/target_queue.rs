@@ -81,7 +81,7 @@ fn world() -> &'static World {
             ..Limits::default()
         };
         let target = Arc::new(Target::new(limits, vec![sub], vec!["127.0.0.1:4420".parse().expect("addr")]));
-        let sub = Arc::clone(target.subsystem(&volume_nqn("fuzz")).expect("subsystem"));
+        let sub = target.subsystem(&volume_nqn("fuzz")).expect("subsystem");
         let controller = target
             .registry
             .create(&sub, HOST, [1; 16], 0, 4)

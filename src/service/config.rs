@@ -2,7 +2,8 @@
 //!
 //! ```toml
 //! [service]
-//! control_socket = "/run/rewind/control.sock"
+//! data_dir = "rewind-data"    # lock, catalog, created volumes (default: ./rewind-data)
+//! rpc_socket = "/run/rewind/rewind.sock"   # management JSON-RPC (default: <data_dir>/rewind.sock)
 //! cores = [0]                 # reactors; default: core 0
 //! idle = "adaptive"           # or "busy"
 //! sync_core = 1               # pin every volume's sync worker here (default: unpinned)
@@ -20,6 +21,8 @@
 //! journal = true              # false: a plain pass-through namespace (no history)
 //! allowed_hosts = []          # host NQNs; empty: any host
 //! ```
+//!
+//! The older key `control_socket` is read as `rpc_socket`.
 //!
 //! Invariant: a loaded configuration has unique volume names that are valid
 //! NQN suffixes, at least one listener and a size for every volume.
@@ -45,8 +48,12 @@ pub enum ConfigError {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSection {
-    #[serde(default = "default_control_socket")]
-    pub control_socket: PathBuf,
+    /// The data directory: lock file, catalog of created volumes, their files.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The management socket; `None`: `<data_dir>/rewind.sock`.
+    #[serde(default, alias = "control_socket")]
+    pub rpc_socket: Option<PathBuf>,
     #[serde(default)]
     pub cores: Option<Vec<usize>>,
     #[serde(default)]
@@ -64,7 +71,8 @@ fn default_hugepages() -> String {
 impl Default for ServiceSection {
     fn default() -> Self {
         ServiceSection {
-            control_socket: default_control_socket(),
+            data_dir: default_data_dir(),
+            rpc_socket: None,
             cores: None,
             idle: None,
             sync_core: None,
@@ -73,8 +81,20 @@ impl Default for ServiceSection {
     }
 }
 
-fn default_control_socket() -> PathBuf {
-    PathBuf::from("rewind-data/control.sock")
+/// The data directory used when neither the configuration nor `--data-dir` names one.
+pub const DEFAULT_DATA_DIR: &str = "rewind-data";
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_DATA_DIR)
+}
+
+impl ServiceSection {
+    /// Where the management socket listens.
+    pub fn rpc_socket(&self) -> PathBuf {
+        self.rpc_socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("rewind.sock"))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -132,6 +152,24 @@ pub struct ServiceConfig {
     pub volumes: Vec<VolumeSpec>,
 }
 
+/// Checks a volume name: 1-64 letters, digits, '-', '_' or '.' (it becomes
+/// the NQN suffix and the name of the volume's file).
+pub fn check_volume_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "volume name {name:?}: use 1-64 letters, digits, '-', '_' or '.' (not starting with '.')"
+        ))
+    }
+}
+
 /// Parses a size such as "1GiB" or "256MiB" (see [`crate::size`]).
 pub fn parse_size(s: &str) -> Result<u64, ConfigError> {
     crate::size::parse_size(s).map_err(ConfigError::Invalid)
@@ -163,7 +201,7 @@ impl ServiceConfig {
     pub fn zero_config(dir: &Path) -> ServiceConfig {
         ServiceConfig {
             service: ServiceSection {
-                control_socket: dir.join("control.sock"),
+                data_dir: dir.to_path_buf(),
                 ..ServiceSection::default()
             },
             listeners: vec![Listener {
@@ -191,17 +229,7 @@ impl ServiceConfig {
         }
         let mut names = std::collections::HashSet::new();
         for v in &self.volumes {
-            let ok = !v.name.is_empty()
-                && v.name.len() <= 64
-                && v.name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-            if !ok {
-                return Err(ConfigError::Invalid(format!(
-                    "volume name {:?}: use 1-64 letters, digits, '-', '_' or '.'",
-                    v.name
-                )));
-            }
+            check_volume_name(&v.name).map_err(ConfigError::Invalid)?;
             if !names.insert(v.name.clone()) {
                 return Err(ConfigError::Invalid(format!(
                     "volume name {:?} appears twice",
@@ -252,6 +280,7 @@ mod tests {
         let text = r#"
 [service]
 control_socket = "/run/rewind/control.sock"
+data_dir = "/var/lib/rewind"
 
 [[listeners]]
 address = "127.0.0.1"
@@ -267,6 +296,17 @@ allowed_hosts = []
         c.check().unwrap();
         assert_eq!(c.volumes[0].block_size, 4096);
         assert_eq!(c.listen_addrs()[0].port(), 4420);
+        // The older key is read as rpc_socket.
+        assert_eq!(
+            c.service.rpc_socket(),
+            PathBuf::from("/run/rewind/control.sock")
+        );
+        assert_eq!(
+            ServiceConfig::zero_config(Path::new("d"))
+                .service
+                .rpc_socket(),
+            PathBuf::from("d/rewind.sock")
+        );
     }
 
     #[test]

@@ -1,20 +1,26 @@
-//! `rewind serve` as a library: brings every configured volume up, exports
-//! each as a subsystem on the reactors, starts the control socket, and tears
-//! it all down in order (control, reactors, then volumes closed cleanly).
+//! `rewind serve` as a library: lock the data directory, bind the management
+//! socket, bring every configured and every catalogued volume up, export each
+//! as a subsystem on the reactors, answer JSON-RPC; and tear it all down in
+//! order (management socket, reactors, then volumes closed cleanly).
 //!
-//! Invariant: volumes are closed only after every reactor stopped, so no
-//! acknowledged write is in flight when a volume's checkpoint is written.
+//! Invariant: volumes are closed only after every reactor and every
+//! management request stopped, so no acknowledged write is in flight when a
+//! volume's checkpoint is written; a start that fails leaves no socket file.
 
+use super::appliance::{live_namespace, subsystem_for, Appliance, Backing, Origin, Parts, Served};
+use super::catalog::Catalog;
 use super::config::ServiceConfig;
-use super::control::{ControlServer, Managed, StatsSource};
+use super::data_dir::DataDir;
+use super::rpc::server::{bind, RpcServer};
 use super::volumes::{open_volume, volume_config, Opened};
-use crate::engine::{ThreadHook, Volume};
+use crate::device::uring::{FileDevice, FileOptions};
+use crate::device::Device;
+use crate::engine::{ThreadHook, Volume, VolumeConfig};
 use crate::nvmf::target::namespace::{Namespace, NsKind};
 use crate::nvmf::target::server::Server;
-use crate::nvmf::target::subsystem::{volume_nqn, Subsystem, SubsystemKind};
 use crate::nvmf::target::{Limits, Target};
 use crate::runtime::{pin_current_thread, HugepagePool, HugepageUse, IdleMode, ReactorConfig};
-use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Most 2 MiB chunks of map-node memory the service maps (16 GiB).
@@ -24,13 +30,34 @@ const MAX_MAP_CHUNKS: usize = 8192;
 #[derive(Debug)]
 pub struct Running {
     server: Server,
-    control: Option<ControlServer>,
-    volumes: HashMap<String, Arc<Volume>>,
+    rpc: Option<RpcServer>,
+    appliance: Arc<Appliance>,
     pool: Arc<HugepagePool>,
+    socket: PathBuf,
+    /// Held (locked) until the service stopped.
+    _dir: Arc<DataDir>,
 }
 
 /// Starts the service described by `config` on `cores`.
 pub fn start(config: &ServiceConfig, cores: Vec<usize>, idle: IdleMode) -> Result<Running, String> {
+    let dir = Arc::new(DataDir::lock(&config.service.data_dir).map_err(|e| e.to_string())?);
+    let socket = config.service.rpc_socket();
+    let listener = bind(&socket).map_err(|e| e.to_string())?;
+    let started = start_locked(config, cores, idle, &dir, &socket, listener);
+    if started.is_err() {
+        let _ = std::fs::remove_file(&socket);
+    }
+    started
+}
+
+fn start_locked(
+    config: &ServiceConfig,
+    cores: Vec<usize>,
+    idle: IdleMode,
+    dir: &Arc<DataDir>,
+    socket: &std::path::Path,
+    listener: std::os::unix::net::UnixListener,
+) -> Result<Running, String> {
     let rings = u16::try_from(cores.len()).map_err(|_| "too many cores".to_string())?;
     let mode = if config.service.hugepages == "never" {
         HugepageUse::Never
@@ -47,48 +74,68 @@ pub fn start(config: &ServiceConfig, cores: Vec<usize>, idle: IdleMode) -> Resul
             }
         })));
     }
-    let mut volumes = HashMap::new();
-    let mut subsystems = Vec::new();
-    for spec in &config.volumes {
-        let sub_ns = |uuid: [u8; 16]| {
-            let serial: String = uuid.iter().take(10).map(|b| format!("{b:02x}")).collect();
-            Subsystem::new(
-                volume_nqn(&spec.name),
-                SubsystemKind::Nvm,
-                serial,
-                spec.allowed_hosts.clone(),
-            )
-        };
-        let (sub, ns) = match open_volume(spec, rings, engine.clone()).map_err(|e| e.to_string())? {
-            Opened::Journaled { volume, .. } => {
-                let volume: Arc<Volume> = Arc::from(volume);
-                let g = volume.geometry();
-                let ns = Namespace {
-                    nsid: 1,
-                    kind: NsKind::Live(Arc::clone(&volume)),
-                    block_size: g.block_size,
-                    blocks: g.volume_blocks,
-                    uuid: volume.uuid(),
-                };
-                volumes.insert(spec.name.clone(), Arc::clone(&volume));
-                (sub_ns(volume.uuid()), ns)
-            }
-            Opened::Plain { device, blocks } => {
-                let uuid = *uuid::Uuid::new_v4().as_bytes();
-                let ns = Namespace {
-                    nsid: 1,
-                    kind: NsKind::Raw(device),
-                    block_size: spec.block_size,
-                    blocks,
-                    uuid,
-                };
-                (sub_ns(uuid), ns)
-            }
-        };
-        sub.namespaces.add(ns).map_err(|e| e.to_string())?;
-        subsystems.push(sub);
+    let catalog = Catalog::load(&dir.catalog_path()).map_err(|e| e.to_string())?;
+    for c in &catalog.volumes {
+        if config.volumes.iter().any(|v| v.name == c.name) {
+            return Err(format!(
+                "volume {:?} is both in the configuration file and in {} (created over RPC); rename one",
+                c.name,
+                dir.catalog_path().display()
+            ));
+        }
     }
-    let target = Target::new(Limits::default(), subsystems, Vec::new());
+    let known: Vec<String> = catalog.volumes.iter().map(|v| v.name.clone()).collect();
+    for orphan in dir.sweep_orphans(&known) {
+        tracing::warn!(file = %orphan.display(), "removed a volume file no catalog entry names (an interrupted create or delete)");
+    }
+    let with_retention = |name: &str| VolumeConfig {
+        retention: catalog.retention.get(name).cloned().unwrap_or_default(),
+        ..engine.clone()
+    };
+    let mut served = Vec::new();
+    for spec in &config.volumes {
+        served.push(open_configured(spec, rings, with_retention(&spec.name))?);
+    }
+    for entry in &catalog.volumes {
+        let path = dir.volume_file(&entry.name);
+        if !path.exists() {
+            return Err(format!(
+                "volume {:?} is in {} but its file {} is missing; restore the file or remove the entry",
+                entry.name,
+                dir.catalog_path().display(),
+                path.display()
+            ));
+        }
+        let device: Arc<dyn Device> = FileDevice::open(&path, FileOptions::default())
+            .map_err(|e| format!("volume {}: {e}", entry.name))?;
+        let config = with_retention(&entry.name);
+        let retention = config.retention.clone();
+        let (volume, report) =
+            Volume::open(device, config).map_err(|e| format!("volume {}: {e}", entry.name))?;
+        tracing::info!(volume = %entry.name, ?report, "volume opened");
+        let volume = Arc::new(volume);
+        let sub = subsystem_for(&entry.name, volume.uuid(), Vec::new());
+        sub.namespaces
+            .add(live_namespace(&volume))
+            .map_err(|e| e.to_string())?;
+        served.push(Served::new(
+            entry.name.clone(),
+            Origin::Created,
+            Backing::Journaled(volume),
+            Arc::new(sub),
+            entry.size_bytes,
+            entry.block_size,
+            path.display().to_string(),
+            Some(path),
+            retention,
+        ));
+    }
+    let target = Target::new(Limits::default(), Vec::new(), Vec::new());
+    for s in &served {
+        if target.add_subsystem(Arc::clone(&s.subsystem)).is_err() {
+            return Err(format!("volume {:?} is defined twice", s.name));
+        }
+    }
     let reactors = ReactorConfig {
         idle,
         ..ReactorConfig::on_cores(cores)
@@ -100,70 +147,99 @@ pub fn start(config: &ServiceConfig, cores: Vec<usize>, idle: IdleMode) -> Resul
         Some(Arc::clone(&pool)),
     )
     .map_err(|e| e.to_string())?;
-    let stats = stats_source(&server, &pool, &volumes);
-    let control = ControlServer::start(
-        &config.service.control_socket,
-        Managed {
-            target: Arc::clone(server.target()),
-            volumes: volumes.clone(),
-            stats,
-        },
-    )
-    .map_err(|e| {
-        format!(
-            "control socket {}: {e}",
-            config.service.control_socket.display()
-        )
-    })?;
+    let appliance = Arc::new(Appliance::new(Parts {
+        dir: Arc::clone(dir),
+        target: Arc::clone(server.target()),
+        releaser: server.releaser(),
+        addrs: server.local_addrs().to_vec(),
+        rings,
+        engine,
+        pool: Arc::clone(&pool),
+        peers: server.peers(),
+        catalog,
+        served,
+    }));
+    let rpc = RpcServer::start(socket, listener, Arc::clone(&appliance))
+        .map_err(|e| format!("management socket {}: {e}", socket.display()))?;
+    tracing::info!(socket = %socket.display(), data_dir = %dir.root().display(), "management socket ready");
     Ok(Running {
         server,
-        control: Some(control),
-        volumes,
+        rpc: Some(rpc),
+        appliance,
         pool,
+        socket: socket.to_path_buf(),
+        _dir: Arc::clone(dir),
     })
 }
 
-fn stats_source(
-    server: &Server,
-    pool: &Arc<HugepagePool>,
-    volumes: &HashMap<String, Arc<Volume>>,
-) -> StatsSource {
-    let peers = server.peers();
-    let pool = Arc::clone(pool);
-    let volumes = volumes.clone();
-    Arc::new(move || {
-        let reactors = peers.as_ref().map(|p| p.snapshot()).unwrap_or_default();
-        let vols: serde_json::Map<String, serde_json::Value> = volumes
-            .iter()
-            .map(|(name, v)| {
-                (
-                    name.clone(),
-                    serde_json::to_value(v.stats()).unwrap_or(serde_json::Value::Null),
-                )
-            })
-            .collect();
-        serde_json::json!({
-            "reactors": reactors,
-            "hugepages": pool.stats(),
-            "volumes": vols,
-        })
-        .to_string()
-    })
+/// Opens (or formats on first start) a volume from the configuration file.
+fn open_configured(
+    spec: &super::VolumeSpec,
+    rings: u16,
+    config: VolumeConfig,
+) -> Result<Served, String> {
+    let retention = config.retention.clone();
+    match open_volume(spec, rings, config).map_err(|e| e.to_string())? {
+        Opened::Journaled { volume, .. } => {
+            let volume: Arc<Volume> = Arc::from(volume);
+            let sub = subsystem_for(&spec.name, volume.uuid(), spec.allowed_hosts.clone());
+            sub.namespaces
+                .add(live_namespace(&volume))
+                .map_err(|e| e.to_string())?;
+            let g = volume.geometry();
+            let (size, bs) = (g.volume_blocks * g.bs(), g.block_size);
+            Ok(Served::new(
+                spec.name.clone(),
+                Origin::Config,
+                Backing::Journaled(volume),
+                Arc::new(sub),
+                size,
+                bs,
+                spec.device.display().to_string(),
+                None,
+                retention,
+            ))
+        }
+        Opened::Plain { device, blocks } => {
+            let uuid = *uuid::Uuid::new_v4().as_bytes();
+            let sub = subsystem_for(&spec.name, uuid, spec.allowed_hosts.clone());
+            sub.namespaces
+                .add(Namespace {
+                    nsid: 1,
+                    kind: NsKind::Raw(device),
+                    block_size: spec.block_size,
+                    blocks,
+                    uuid,
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(Served::new(
+                spec.name.clone(),
+                Origin::Config,
+                Backing::Plain,
+                Arc::new(sub),
+                blocks * u64::from(spec.block_size),
+                spec.block_size,
+                spec.device.display().to_string(),
+                None,
+                retention,
+            ))
+        }
+    }
 }
 
 impl Running {
-    /// The `nvme connect` line of every exported subsystem and listener.
-    pub fn connect_lines(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        for addr in self.server.local_addrs() {
-            for s in self.server.target().subsystems() {
-                lines.push(format!(
-                    "nvme connect -t tcp -a {} -s {} -n {}",
-                    addr.ip(),
-                    addr.port(),
-                    s.nqn
-                ));
-            }
+    /// What `rewind serve` prints once it is ready: the listeners, the
+    /// management socket and the `nvme connect` line of every volume.
+    pub fn ready_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .server
+            .local_addrs()
+            .iter()
+            .map(|a| format!("listening on {a} (NVMe/TCP)"))
+            .collect();
+        lines.push(format!("management socket {}", self.socket.display()));
+        for s in self.server.target().subsystems() {
+            lines.extend(self.appliance.connect_info(&s.nqn).nvme_connect);
         }
         lines
     }
@@ -176,18 +252,32 @@ impl Running {
         &self.pool
     }
 
-    /// Stops the control socket and the reactors, then closes every volume.
+    pub fn appliance(&self) -> &Arc<Appliance> {
+        &self.appliance
+    }
+
+    /// Stops the management socket and the reactors, then closes every volume.
     pub fn stop(mut self) -> Result<(), String> {
-        drop(self.control.take());
+        self.appliance.begin_stop();
+        if let Some(rpc) = self.rpc.take() {
+            rpc.stop();
+        }
         self.server.stop().map_err(|e| e.to_string())?;
-        for (name, volume) in self.volumes {
+        let volumes = self.appliance.shut_down();
+        drop(self.appliance);
+        let mut result = Ok(());
+        for (name, volume) in volumes {
             match Arc::try_unwrap(volume) {
-                Ok(v) => v.close().map_err(|e| format!("volume {name}: {e}"))?,
+                Ok(v) => {
+                    if let Err(e) = v.close() {
+                        result = Err(format!("volume {name}: {e}"));
+                    }
+                }
                 Err(_) => {
                     tracing::warn!(volume = %name, "volume still referenced at exit; not closed cleanly")
                 }
             }
         }
-        Ok(())
+        result
     }
 }

@@ -152,16 +152,17 @@ kernel_read_at_point() {   # kernel_read_at_point LBA NLB OUTFILE: a plain Read 
 #    stdout/stderr, listens for NVMe/TCP on the configured address and stops on SIGTERM.
 #  - The config is TOML as written by rewind_config below: one [[volumes]] entry
 #    (name, device path, size) exported as subsystem nqn.2026-11.io.rewind:<name> with the
-#    live volume as namespace 1, one [[listeners]] entry, and a control socket.
+#    live volume as namespace 1, one [[listeners]] entry, and the data directory
+#    /run/rewind (lock, management socket /run/rewind/rewind.sock).
 #    The backing device is a brd RAM disk: the engine opens devices with O_DIRECT, which
 #    tmpfs (/tmp) does not support on 6.1.
 #  - A point is a wall-clock time in nanoseconds since the Unix epoch (the target runs in
 #    this guest, so the clocks agree): the newest point at or before it serves reads.
-#  - `/job/rewind view add --config FILE --volume vol0 --at-ns NANOS` asks the running
-#    service (over the control socket) to add a read-only namespace presenting the volume
-#    at that point, and prints its NSID alone on stdout; the host learns of it through the
-#    changed-namespace AEN. `/job/rewind view remove --config FILE --volume vol0 --nsid N`
-#    removes it.
+#  - `/job/rewind --data-dir /run/rewind --json view create vol0 --at RFC3339` asks the
+#    running service (JSON-RPC over its management socket) to add a read-only namespace
+#    presenting the volume at that point and prints the result, whose "nsid" member is the
+#    view's NSID; the host learns of it through the changed-namespace AEN.
+#    `/job/rewind --data-dir /run/rewind view delete vol0 N` removes it.
 #  - Vendor read-at-point: opcode 0x82 (data controller-to-host), NSID 1 (the live
 #    namespace), CDW10/11 starting LBA (low/high, as in Read), CDW12 bits 15:0 number of
 #    LBAs minus 1 (as in Read), CDW13 = 0 (point is a time; 1 would mean CDW14/15 is a
@@ -170,7 +171,7 @@ REWIND_CONFIG=/tmp/rewind.toml
 rewind_config() {
   cat <<EOF
 [service]
-control_socket = "/run/rewind/control.sock"
+data_dir = "/run/rewind"
 
 [[listeners]]
 address = "$ADDR"
@@ -206,13 +207,16 @@ rewind_point_take() {   # sets POINT_NS; writes before this are in the point, la
   echo "point: $POINT_NS ns" | tee -a "$OUT/target.log"
 }
 rewind_view_create() {   # prints the view's NSID
-  local nsid
-  nsid=$(/job/rewind view add --config "$REWIND_CONFIG" --volume vol0 --at-ns "$POINT_NS" \
-    2>> "$OUT/target.log") || fail "rewind view add failed (see target.log)"
-  echo "$nsid" | tr -dc 0-9
+  local at reply
+  # POINT_NS as RFC 3339 (UTC, nanoseconds): seconds, then the 9-digit fraction.
+  at=$(date -u -d "@${POINT_NS%?????????}" +%Y-%m-%dT%H:%M:%S).${POINT_NS: -9}Z
+  reply=$(/job/rewind --data-dir /run/rewind --json view create vol0 --at "$at" \
+    2>> "$OUT/target.log") || fail "rewind view create failed (see target.log)"
+  echo "$reply" >> "$OUT/target.log"
+  echo "$reply" | grep -o '"nsid": *[0-9]*' | tr -dc 0-9
 }
 rewind_view_remove() {   # rewind_view_remove NSID
-  run /job/rewind view remove --config "$REWIND_CONFIG" --volume vol0 --nsid "$1" >> "$OUT/target.log" 2>&1
+  run /job/rewind --data-dir /run/rewind view delete vol0 "$1" >> "$OUT/target.log" 2>&1
 }
 rewind_read_at_point() {   # rewind_read_at_point LBA NLB OUTFILE: vendor command 0x82 on NSID 1
   local dev

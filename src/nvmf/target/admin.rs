@@ -287,10 +287,11 @@ fn get_log_page(target: &Target, ctrl: &Arc<Controller>, cmd: &Command<'_>) -> A
 
 fn discovery_log(target: &Target, ctrl: &Controller, out: &mut Vec<u8>) {
     let mut records: Vec<(String, String, String, u8)> = Vec::new();
+    let subsystems = target.subsystems();
     for addr in target.listeners() {
         let ip = addr.ip().to_string();
         let port = addr.port().to_string();
-        for s in target.subsystems() {
+        for s in &subsystems {
             if s.allows(&ctrl.hostnqn) {
                 records.push((
                     s.nqn.clone(),
@@ -319,7 +320,7 @@ fn discovery_log(target: &Target, ctrl: &Controller, out: &mut Vec<u8>) {
             },
             subtype: *subtype,
             treq: discovery::TREQ_NOT_REQUIRED,
-            portid: (i / (target.subsystems().count() + 1)) as u16 + 1,
+            portid: (i / (subsystems.len() + 1)) as u16 + 1,
             cntlid: discovery::CNTLID_DYNAMIC,
             asqsz: target.limits.queue_entries,
             eflags: 0,

@@ -474,6 +474,15 @@ impl ReactorIo {
         n
     }
 
+    /// Drops this reactor's handles on `volume` once no queue uses it (the
+    /// management plane deleted it); the ring writer finishes what it had
+    /// issued first. Returns whether the reactor held any.
+    pub fn release(&mut self, volume: &Arc<Volume>) -> bool {
+        let before = self.volumes.len();
+        self.volumes.retain(|v| !Arc::ptr_eq(&v.volume, volume));
+        before != self.volumes.len()
+    }
+
     /// Requests still in flight (all queues).
     pub fn in_flight(&self) -> usize {
         self.volumes

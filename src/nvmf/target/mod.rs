@@ -7,11 +7,14 @@
 //! it can be tested byte for byte; a [`connection::Connection`] moves its
 //! bytes on a reactor; [`io::ReactorIo`] is the reactor's engine ring writer,
 //! readers and device queues; [`admin`] answers admin commands;
-//! [`server`] starts it all on a reactor group.
+//! [`server`] starts it all on a reactor group; [`release`] lets reactors
+//! drop deleted volumes.
 //!
 //! Invariant: a write is acknowledged to the host only after the engine
 //! reported it durable (data and descriptor), and a Flush only after every
-//! write before it is (an engine flush marker).
+//! write before it is (an engine flush marker). Subsystems come and go at
+//! run time (the management plane creates and deletes volumes); a change
+//! bumps the discovery log's generation counter.
 
 pub mod admin;
 pub mod connection;
@@ -19,9 +22,11 @@ pub mod controller;
 pub mod io;
 pub mod namespace;
 pub mod queue;
+pub mod release;
 pub mod server;
 pub mod subsystem;
 
+use crate::lock_audit::AuditedMutex;
 use crate::nvmf::logpage::discovery;
 use controller::Registry;
 use std::collections::BTreeMap;
@@ -84,7 +89,8 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct Target {
     pub limits: Limits,
-    subsystems: BTreeMap<String, Arc<Subsystem>>,
+    /// NVM subsystems by NQN (control path only: Connect, discovery, management).
+    subsystems: AuditedMutex<BTreeMap<String, Arc<Subsystem>>>,
     discovery: Arc<Subsystem>,
     pub registry: Registry,
     /// Where hosts reach us, for the discovery log.
@@ -104,10 +110,12 @@ impl Target {
         ));
         Target {
             limits,
-            subsystems: subsystems
-                .into_iter()
-                .map(|s| (s.nqn.clone(), Arc::new(s)))
-                .collect(),
+            subsystems: AuditedMutex::new(
+                subsystems
+                    .into_iter()
+                    .map(|s| (s.nqn.clone(), Arc::new(s)))
+                    .collect(),
+            ),
             discovery,
             registry: Registry::default(),
             listeners,
@@ -115,17 +123,44 @@ impl Target {
         }
     }
 
-    /// The subsystem named `nqn` (the discovery NQN included).
-    pub fn subsystem(&self, nqn: &str) -> Option<&Arc<Subsystem>> {
-        if nqn == self.discovery.nqn {
-            return Some(&self.discovery);
-        }
-        self.subsystems.get(nqn)
+    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Subsystem>>> {
+        self.subsystems
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The NVM subsystems.
-    pub fn subsystems(&self) -> impl Iterator<Item = &Arc<Subsystem>> {
-        self.subsystems.values()
+    /// The subsystem named `nqn` (the discovery NQN included).
+    pub fn subsystem(&self, nqn: &str) -> Option<Arc<Subsystem>> {
+        if nqn == self.discovery.nqn {
+            return Some(Arc::clone(&self.discovery));
+        }
+        self.table().get(nqn).cloned()
+    }
+
+    /// The NVM subsystems, by NQN.
+    pub fn subsystems(&self) -> Vec<Arc<Subsystem>> {
+        self.table().values().cloned().collect()
+    }
+
+    /// Starts serving `subsystem`; refused (handed back) when its NQN is taken.
+    pub fn add_subsystem(&self, subsystem: Arc<Subsystem>) -> Result<(), Arc<Subsystem>> {
+        let mut table = self.table();
+        if table.contains_key(&subsystem.nqn) || subsystem.nqn == self.discovery.nqn {
+            return Err(subsystem);
+        }
+        table.insert(subsystem.nqn.clone(), subsystem);
+        self.genctr.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Stops serving subsystem `nqn`: new Connects to it are refused; hosts
+    /// already connected keep their controllers until they disconnect.
+    pub fn remove_subsystem(&self, nqn: &str) -> Option<Arc<Subsystem>> {
+        let removed = self.table().remove(nqn);
+        if removed.is_some() {
+            self.genctr.fetch_add(1, Ordering::Relaxed);
+        }
+        removed
     }
 
     pub fn listeners(&self) -> &[SocketAddr] {

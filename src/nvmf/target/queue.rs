@@ -212,6 +212,12 @@ impl QueuePair {
         match &self.phase {
             Phase::Admin(c) => {
                 let c = Arc::clone(c);
+                if c.is_dead() {
+                    // Torn down from outside (a deleted volume's hosts are
+                    // disconnected): the association ends with its admin queue.
+                    self.closing = true;
+                    return true;
+                }
                 if c.keep_alive_expired() {
                     tracing::warn!(
                         cntlid = c.cntlid,
@@ -443,7 +449,7 @@ impl QueuePair {
             let ctrl = target
                 .registry
                 .create(
-                    subsystem,
+                    &subsystem,
                     cd.hostnqn,
                     cd.hostid,
                     c.kato,

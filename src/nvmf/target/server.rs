@@ -1,7 +1,8 @@
 //! Starting the target on a group of reactors: bind the listeners, put an
 //! acceptor on the first reactor, give every reactor its [`ReactorIo`]
-//! (appending to the engine ring with the reactor's index) and a handler that
-//! turns accepted streams into [`Connection`]s.
+//! (appending to the engine ring with the reactor's index), a handler that
+//! turns accepted streams into [`Connection`]s and a [`ReleasePoller`] that
+//! drops the reactor's handles on deleted volumes.
 //!
 //! Invariant: reactor `i` is the only writer of ring `i` of every volume it
 //! serves, so volumes need at least as many rings as there are reactors
@@ -9,6 +10,7 @@
 
 use super::connection::Connection;
 use super::io::ReactorIo;
+use super::release::{ReleasePoller, Releaser, Releases};
 use super::Target;
 use crate::runtime::{Acceptor, HugepagePool, ReactorConfig, ReactorGroup, RuntimeError};
 use std::cell::RefCell;
@@ -40,6 +42,7 @@ pub struct Server {
     group: Option<ReactorGroup>,
     target: Arc<Target>,
     addrs: Vec<SocketAddr>,
+    releases: Arc<Releases>,
 }
 
 impl Server {
@@ -90,6 +93,8 @@ impl Server {
         let target = Arc::new(target);
         let shared = Arc::clone(&target);
         let listeners = std::sync::Mutex::new(Some(listeners));
+        let releases = Arc::new(Releases::new(reactors.cores.len()));
+        let board = Arc::clone(&releases);
         let group = ReactorGroup::start(reactors, move |ctx| {
             let ring = ctx.index() as u16;
             let io = match &buffers {
@@ -97,6 +102,11 @@ impl Server {
                 None => ReactorIo::new(ring),
             };
             let io = Rc::new(RefCell::new(io));
+            ctx.add_poller(Box::new(ReleasePoller::new(
+                Rc::clone(&io),
+                Arc::clone(&board),
+                ctx.index(),
+            )));
             if ctx.index() == 0 {
                 let taken = listeners
                     .lock()
@@ -125,6 +135,7 @@ impl Server {
             group: Some(group),
             target,
             addrs,
+            releases,
         })
     }
 
@@ -145,6 +156,14 @@ impl Server {
     /// A handle that reads the reactors' statistics from any thread.
     pub fn peers(&self) -> Option<Arc<crate::runtime::Peers>> {
         self.group.as_ref().map(|g| Arc::clone(g.peers()))
+    }
+
+    /// The handle that makes reactors drop deleted volumes.
+    pub fn releaser(&self) -> Releaser {
+        Releaser {
+            releases: Arc::clone(&self.releases),
+            peers: self.peers(),
+        }
     }
 
     /// Stops every reactor (closing every connection).

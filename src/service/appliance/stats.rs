@@ -1,0 +1,126 @@
+//! `volume_stats`: what an operator watches on a volume — journal fill,
+//! how far the mirror lags the newest write (in seq and in seconds), the
+//! retention window (oldest → newest retained point), the rate of new points
+//! (writes and markers) since the previous stats request, the hugepage
+//! pool, the reactors, and the engine's raw counters.
+//!
+//! Invariant: every figure is read from the engine or the runtime at the
+//! time of the request; nothing is estimated except the rate, which says
+//! over how many seconds it was measured.
+
+use super::points::PointInfo;
+use super::{Appliance, ApplianceError, Served};
+use crate::engine::volume::AreaUse;
+use crate::engine::At;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// Rates measured over a longer gap than this are not reported.
+const RATE_WINDOW_MAX: Duration = Duration::from_secs(600);
+
+/// Percent full of an engine area, one decimal.
+fn fill(area: &AreaUse) -> f64 {
+    if area.capacity_blocks == 0 {
+        0.0
+    } else {
+        (area.used_blocks as f64 * 1000.0 / area.capacity_blocks as f64).round() / 10.0
+    }
+}
+
+impl Appliance {
+    /// The statistics of volume `name`.
+    pub fn volume_stats(&self, name: &str) -> Result<Value, ApplianceError> {
+        let (served, volume) = self.volume(name)?;
+        let stats = volume.stats();
+        let mirror = volume.resolve(&At::Seq(stats.mirror_seq)).ok();
+        let newest = volume.resolve(&At::Now).ok();
+        let oldest = volume
+            .resolve(&At::Seq(stats.oldest_point_seq))
+            .ok()
+            .or_else(|| mirror.clone());
+        let lag_seq = stats.stable_seq.saturating_sub(stats.mirror_seq);
+        let lag_s = match (&mirror, &newest) {
+            (Some(m), Some(n)) if lag_seq > 0 => n.time_ns.saturating_sub(m.time_ns) as f64 / 1e9,
+            _ => 0.0,
+        };
+        let window_s = match (&oldest, &newest) {
+            (Some(o), Some(n)) => n.time_ns.saturating_sub(o.time_ns) as f64 / 1e9,
+            _ => 0.0,
+        };
+        let writer_rings = stats.rings.len().saturating_sub(1);
+        let rings: Vec<Value> = stats
+            .rings
+            .iter()
+            .enumerate()
+            .map(|(i, (desc, data))| {
+                json!({
+                    "ring": if i < writer_rings { json!(i) } else { json!("control") },
+                    "descriptor_fill_percent": fill(desc),
+                    "data_fill_percent": fill(data),
+                    "descriptor": desc,
+                    "data": data,
+                })
+            })
+            .collect();
+        let forward_fill = stats
+            .rings
+            .iter()
+            .map(|(d, a)| fill(d).max(fill(a)))
+            .fold(0.0, f64::max);
+        let rate = self.rate(&served, stats.next_seq);
+        let retention = served.retention().clone();
+        Ok(json!({
+            "volume": name,
+            "seq": {
+                "next": stats.next_seq,
+                "stable": stats.stable_seq,
+                "mirror": stats.mirror_seq,
+                "oldest": stats.oldest_point_seq,
+            },
+            "sync_lag": { "seq": lag_seq, "seconds": lag_s },
+            "journal": {
+                "forward_fill_percent": forward_fill,
+                "rings": rings,
+                "backward_descriptor_fill_percent": fill(&stats.backward_desc),
+                "backward_data_fill_percent": fill(&stats.backward_data),
+                "backward_descriptor": stats.backward_desc,
+                "backward_data": stats.backward_data,
+                "backward_map_bytes": stats.backward_map_bytes,
+            },
+            "retention": {
+                "oldest": oldest.as_ref().map(PointInfo::from),
+                "newest": newest.as_ref().map(PointInfo::from),
+                "window_seconds": window_s,
+                "generations": stats.generations,
+                "policy": retention,
+            },
+            "points": {
+                "total": stats.next_seq.saturating_sub(1),
+                "per_second": rate.map(|(r, _)| r),
+                "measured_over_seconds": rate.map(|(_, s)| s),
+            },
+            "hosts": served.hosts(),
+            "views": served.views().len(),
+            "hugepages": self.pool.stats(),
+            "reactors": self.peers.as_ref().map(|p| p.snapshot()).unwrap_or_default(),
+            "failed": stats.failed,
+        }))
+    }
+
+    /// New points per second since the previous sample of `served`.
+    fn rate(&self, served: &Served, next_seq: u64) -> Option<(f64, f64)> {
+        let mut sample = served
+            .rate_sample
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let previous = sample.replace((now, next_seq));
+        let (then, seq) = previous?;
+        let dt = now.duration_since(then);
+        if dt.is_zero() || dt > RATE_WINDOW_MAX {
+            return None;
+        }
+        let secs = dt.as_secs_f64();
+        Some((next_seq.saturating_sub(seq) as f64 / secs, secs))
+    }
+}
