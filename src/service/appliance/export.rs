@@ -2,9 +2,9 @@
 //! point to a path on its own filesystem (see [`crate::service::image`]).
 //! The point is resolved once; every chunk is read at that exact seq.
 //!
-//! Invariant: the image holds the bytes of exactly one point — a chunk
-//! served by any other point (the point was coalesced by a sync or expired
-//! mid-export) fails the export and removes the partial file.
+//! Invariant: the image holds the bytes of exactly one point — the point is
+//! pinned for the export's duration, and a chunk served by any other point
+//! (a forced expiry mid-export) fails the export and removes the partial file.
 
 use super::points::{AtSpec, PointInfo};
 use super::{Appliance, ApplianceError};
@@ -45,6 +45,10 @@ impl Appliance {
             )));
         }
         let (served, volume, point) = self.resolve(name, at)?;
+        // Held for the whole export: the sync rests on the point meanwhile.
+        let _pin = volume
+            .pin(point.seq)
+            .map_err(|e| ApplianceError::engine(name, e))?;
         let g = volume.geometry().clone();
         let bs = u64::from(g.block_size);
         let mut image = ImageWriter::create(path)?;

@@ -60,12 +60,16 @@ pub enum Backing {
     Plain,
 }
 
-/// A read-only namespace of a volume at one point.
+/// A read-only namespace of a volume at one point. It holds a pin on the
+/// point, so the sync rests on it and voluntary retention keeps it for as
+/// long as the view exists (see [`crate::engine::pin`]).
 #[derive(Clone, Debug, Serialize)]
 pub struct View {
     pub nsid: u32,
     pub point: points::PointInfo,
     pub created: String,
+    #[serde(skip)]
+    pub pin: Arc<crate::engine::PointPin>,
 }
 
 /// One served volume.

@@ -65,6 +65,13 @@ impl Appliance {
         let point = volume
             .resolve(&at_engine)
             .map_err(|e| ApplianceError::engine(name, e))?;
+        // Pinned before it is published: a plain write point would otherwise
+        // dissolve into the next sync and the view would stop reading.
+        let pin = Arc::new(
+            volume
+                .pin(point.seq)
+                .map_err(|e| ApplianceError::engine(name, e))?,
+        );
         let sub = &served.subsystem;
         let nsid = sub.namespaces.free_id();
         let g = volume.geometry();
@@ -86,6 +93,7 @@ impl Appliance {
                 nsid,
                 point: info.clone(),
                 created: format_time(now_ns()),
+                pin,
             },
         );
         drop(slots);
