@@ -243,6 +243,12 @@ struct ServeArgs {
     /// Idle behaviour of the reactors: adaptive (default) or busy.
     #[arg(long)]
     idle: Option<String>,
+    /// Prometheus endpoint address (default 127.0.0.1:9455, or the config's).
+    #[arg(long, conflicts_with = "no_metrics")]
+    metrics_address: Option<std::net::SocketAddr>,
+    /// Do not serve Prometheus metrics.
+    #[arg(long)]
+    no_metrics: bool,
 }
 
 /// Why a command failed: the one line printed after `rewind: `.
@@ -952,6 +958,12 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), String> {
     }
     if let Some(socket) = &cli.socket {
         config.service.rpc_socket = Some(socket.clone());
+    }
+    if args.no_metrics {
+        config.service.metrics = false;
+    }
+    if let Some(addr) = args.metrics_address {
+        config.service.metrics_address = addr;
     }
     let cores = match (&args.cores, &config.service.cores) {
         (Some(text), _) => rewind::runtime::resolve_cores(text).map_err(|e| e.to_string())?,

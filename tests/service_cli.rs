@@ -34,6 +34,8 @@ struct Service {
     child: Child,
     data: PathBuf,
     addr: SocketAddr,
+    /// The Prometheus endpoint.
+    metrics: SocketAddr,
 }
 
 impl Drop for Service {
@@ -53,7 +55,7 @@ fn config(dir: &Path, data: &Path, extra: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[service]\ndata_dir = {:?}\n\n[[listeners]]\naddress = \"127.0.0.1\"\nport = 0\n{extra}",
+            "[service]\ndata_dir = {:?}\nmetrics_address = \"127.0.0.1:0\"\n\n[[listeners]]\naddress = \"127.0.0.1\"\nport = 0\n{extra}",
             data.display().to_string()
         ),
     )
@@ -86,12 +88,16 @@ fn serve(config: &Path, data: &Path) -> Service {
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut addr = None;
+    let mut metrics = None;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => {
                 if let Some(rest) = line.strip_prefix("ready: listening on ") {
                     addr = rest.split(' ').next().and_then(|a| a.parse().ok());
+                }
+                if let Some(rest) = line.strip_prefix("ready: metrics http://") {
+                    metrics = rest.split('/').next().and_then(|a| a.parse().ok());
                 }
                 if line.starts_with("ready: management socket") {
                     break;
@@ -108,7 +114,31 @@ fn serve(config: &Path, data: &Path) -> Service {
         child,
         data: data.to_path_buf(),
         addr: addr.expect("a listening line"),
+        metrics: metrics.expect("a metrics line"),
     }
+}
+
+/// `GET path` from the metrics endpoint: (status line, body).
+fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut c, &mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// The value of the sample `name{labels}` on a metrics page.
+fn sample(page: &str, name_and_labels: &str) -> f64 {
+    page.lines()
+        .find_map(|l| {
+            l.strip_prefix(name_and_labels)?
+                .strip_prefix(' ')?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no sample {name_and_labels} in:\n{page}"))
 }
 
 impl Service {
@@ -283,6 +313,29 @@ fn time_travel_through_the_cli_the_socket_and_nvme_tcp() {
     let recent = s.json(&["points", "db", "--since", "-1h", "--limit", "2"]);
     assert_eq!(recent["points"].as_array().unwrap().len(), 2);
     assert!(recent["omitted"].as_u64().unwrap() >= 1);
+
+    // The Prometheus endpoint counts what the host did.
+    let (status, page) = http_get(s.metrics, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    let w = "{volume=\"db\",op=\"write\"}";
+    assert_eq!(
+        sample(&page, &format!("rewind_io_operations_total{w}")),
+        2.0
+    );
+    assert_eq!(
+        sample(&page, &format!("rewind_io_bytes_total{w}")),
+        (2 * 8 * BS) as f64
+    );
+    assert_eq!(sample(&page, &format!("rewind_io_errors_total{w}")), 0.0);
+    let inf = "{volume=\"db\",op=\"write\",le=\"+Inf\"}";
+    assert_eq!(
+        sample(&page, &format!("rewind_io_latency_seconds_bucket{inf}")),
+        2.0
+    );
+    assert_eq!(sample(&page, "rewind_volume_journaled{volume=\"db\"}"), 1.0);
+    assert!(sample(&page, "rewind_points_total{volume=\"db\"}") >= 3.0);
+    assert!(page.contains("# TYPE rewind_io_latency_seconds histogram"));
+    assert!(http_get(s.metrics, "/nope").0.contains("404"));
 
     // A view at the mark: the old bytes through NVMe/TCP, next to the new.
     let view = s.json(&["view", "create", "db", "--at", "before"]);

@@ -119,6 +119,8 @@ pub struct VolumeState {
     pub events: Events,
     /// Points the sync must rest on and retention must keep.
     pub pins: super::pin::Pins,
+    /// Generations expired since the volume was opened.
+    pub expired: AtomicU64,
 }
 
 impl std::fmt::Debug for VolumeState {

@@ -671,7 +671,17 @@ impl Worker {
             .release_to(desc_tail, data_tail.min(self.space.data.head));
         // Announce before the checkpoint: a crash in between brings the generations
         // back (still exact) rather than losing them without a word.
+        self.state
+            .expired
+            .fetch_add(victims.len() as u64, Ordering::Relaxed);
         for g in &victims {
+            tracing::info!(
+                generation = g.record.id,
+                point_seq = g.record.point_seq,
+                point_time_ns = g.record.point_time_ns,
+                forced,
+                "generation expired"
+            );
             self.state.events.emit(Event::Expired {
                 generation: g.record.id,
                 point: g.point(),

@@ -62,6 +62,8 @@ pub struct VolumeStats {
     pub stable_seq: u64,
     pub next_seq: u64,
     pub generations: u64,
+    /// Generations expired since the volume was opened (by policy or for room).
+    pub expired_generations: u64,
     pub oldest_point_seq: u64,
     /// Per ring (writer rings, then the control ring): descriptor and data use.
     pub rings: Vec<(AreaUse, AreaUse)>,
@@ -317,6 +319,7 @@ impl Volume {
             stable_seq: s.stable_seq(),
             next_seq: s.next_seq.load(Ordering::SeqCst),
             generations,
+            expired_generations: s.expired.load(Ordering::Relaxed),
             oldest_point_seq: s.floor_seq.load(Ordering::SeqCst),
             rings,
             backward_desc: AreaUse {
@@ -510,6 +513,7 @@ fn build(
         },
         events: Events::default(),
         pins: Default::default(),
+        expired: AtomicU64::new(0),
         config,
     });
     if let Some(f) = failure {

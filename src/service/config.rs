@@ -8,6 +8,8 @@
 //! idle = "adaptive"           # or "busy"
 //! sync_core = 1               # pin every volume's sync worker here (default: unpinned)
 //! hugepages = "prefer"        # map nodes in 2 MiB hugepages when reserved; or "never"
+//! metrics = true              # Prometheus endpoint (GET /metrics); false: off
+//! metrics_address = "127.0.0.1:9455"
 //!
 //! [[listeners]]
 //! address = "127.0.0.1"
@@ -62,6 +64,22 @@ pub struct ServiceSection {
     pub sync_core: Option<usize>,
     #[serde(default = "default_hugepages")]
     pub hugepages: String,
+    /// Serve Prometheus metrics (`GET /metrics`).
+    #[serde(default = "default_metrics")]
+    pub metrics: bool,
+    /// Where the metrics endpoint listens.
+    #[serde(default = "default_metrics_address")]
+    pub metrics_address: SocketAddr,
+}
+
+fn default_metrics() -> bool {
+    true
+}
+
+fn default_metrics_address() -> SocketAddr {
+    super::metrics::DEFAULT_ADDRESS
+        .parse()
+        .expect("the default metrics address parses")
 }
 
 fn default_hugepages() -> String {
@@ -77,6 +95,8 @@ impl Default for ServiceSection {
             idle: None,
             sync_core: None,
             hugepages: default_hugepages(),
+            metrics: default_metrics(),
+            metrics_address: default_metrics_address(),
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod catalog;
 pub mod config;
 pub mod data_dir;
 pub mod image;
+pub mod metrics;
 pub mod rpc;
 pub mod run;
 pub mod time_spec;

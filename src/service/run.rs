@@ -11,6 +11,7 @@ use super::appliance::{live_namespace, subsystem_for, Appliance, Backing, Origin
 use super::catalog::Catalog;
 use super::config::ServiceConfig;
 use super::data_dir::DataDir;
+use super::metrics::MetricsServer;
 use super::rpc::server::{bind, RpcServer};
 use super::volumes::{open_volume, volume_config, Opened};
 use crate::device::uring::{FileDevice, FileOptions};
@@ -31,6 +32,7 @@ const MAX_MAP_CHUNKS: usize = 8192;
 pub struct Running {
     server: Server,
     rpc: Option<RpcServer>,
+    metrics: Option<MetricsServer>,
     appliance: Arc<Appliance>,
     pool: Arc<HugepagePool>,
     socket: PathBuf,
@@ -162,9 +164,20 @@ fn start_locked(
     let rpc = RpcServer::start(socket, listener, Arc::clone(&appliance))
         .map_err(|e| format!("management socket {}: {e}", socket.display()))?;
     tracing::info!(socket = %socket.display(), data_dir = %dir.root().display(), "management socket ready");
+    let metrics = if config.service.metrics {
+        let addr = config.service.metrics_address;
+        let m = MetricsServer::start(addr, Arc::clone(&appliance)).map_err(|e| {
+            format!("metrics endpoint {addr}: {e} (choose another with --metrics-address, or --no-metrics)")
+        })?;
+        tracing::info!(address = %m.local_addr(), "metrics endpoint ready (GET /metrics)");
+        Some(m)
+    } else {
+        None
+    };
     Ok(Running {
         server,
         rpc: Some(rpc),
+        metrics,
         appliance,
         pool,
         socket: socket.to_path_buf(),
@@ -237,6 +250,9 @@ impl Running {
             .iter()
             .map(|a| format!("listening on {a} (NVMe/TCP)"))
             .collect();
+        if let Some(m) = &self.metrics {
+            lines.push(format!("metrics http://{}/metrics", m.local_addr()));
+        }
         lines.push(format!("management socket {}", self.socket.display()));
         for s in self.server.target().subsystems() {
             lines.extend(self.appliance.connect_info(&s.nqn).nvme_connect);
@@ -259,6 +275,9 @@ impl Running {
     /// Stops the management socket and the reactors, then closes every volume.
     pub fn stop(mut self) -> Result<(), String> {
         self.appliance.begin_stop();
+        if let Some(m) = self.metrics.take() {
+            m.stop();
+        }
         if let Some(rpc) = self.rpc.take() {
             rpc.stop();
         }

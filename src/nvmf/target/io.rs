@@ -160,6 +160,11 @@ impl ReactorIo {
         io
     }
 
+    /// The index of the reactor this belongs to (its engine ring).
+    pub fn reactor(&self) -> usize {
+        usize::from(self.ring)
+    }
+
     /// Usage of the hugepage-backed buffer pools.
     pub fn buffer_stats(&self) -> Vec<BufferPoolStats> {
         self.pools.iter().map(IoBufferPool::stats).collect()

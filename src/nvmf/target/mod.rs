@@ -20,6 +20,7 @@ pub mod admin;
 pub mod connection;
 pub mod controller;
 pub mod io;
+pub mod metrics;
 pub mod namespace;
 pub mod queue;
 pub mod release;

@@ -16,6 +16,7 @@
 use super::admin::{self, AEN_NS_CHANGED, AER_LIMIT};
 use super::controller::Controller;
 use super::io::{IoDone, ReactorIo};
+use super::metrics::IoOp;
 use super::namespace::{Namespace, NsKind, NsTable};
 use super::subsystem::SubsystemKind;
 use super::{Target, OPC_READ_AT_POINT};
@@ -75,6 +76,10 @@ struct Slot {
     status: Status,
     /// The point a read-at-point resolved to.
     seq: u64,
+    /// When the command's capsule arrived (host-visible latency).
+    started: Option<Instant>,
+    /// Bytes a write carries (for the I/O counters).
+    bytes: u32,
 }
 
 /// See the module documentation.
@@ -552,6 +557,7 @@ impl QueuePair {
             ns: Some(Arc::clone(ns)),
             lba,
             status: Status::SUCCESS,
+            started: Some(Instant::now()),
             ..Slot::default()
         };
         Ok(usize::from(i))
@@ -729,6 +735,7 @@ impl QueuePair {
                     return Err((Status::DATA_SGL_LENGTH_INVALID, 0));
                 };
                 let i = self.alloc_slot(cid, Op::Write, ns, lba)?;
+                self.slots[i].bytes = len;
                 let mut buf = io.buffer(len as usize);
                 buf.copy_from_slice(bytes);
                 self.submit_write(i, buf, io);
@@ -742,6 +749,7 @@ impl QueuePair {
                 let s = &mut self.slots[i];
                 s.buf = Some(io.buffer(len as usize));
                 s.total = len;
+                s.bytes = len;
                 let r = R2t {
                     cccid: cid,
                     ttag: i as u16,
@@ -997,6 +1005,22 @@ impl QueuePair {
     fn finish(&mut self, i: usize, status: Status, io: &mut ReactorIo) {
         let s = &mut self.slots[i];
         let cid = s.cid;
+        if let (Phase::Io(ctrl), Some(started)) = (&self.phase, s.started) {
+            let counted = match s.op {
+                Op::Read | Op::ReadAt => Some((IoOp::Read, s.buf.as_ref().map_or(0, |b| b.len()))),
+                Op::Write => Some((IoOp::Write, s.bytes as usize)),
+                Op::None | Op::Other => None,
+            };
+            if let Some((op, bytes)) = counted {
+                ctrl.subsystem.metrics.record(
+                    io.reactor(),
+                    op,
+                    bytes as u64,
+                    started.elapsed(),
+                    status == Status::SUCCESS,
+                );
+            }
+        }
         if status != Status::SUCCESS {
             self.fail(cid, status, 0);
         } else {

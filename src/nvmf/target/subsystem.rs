@@ -39,6 +39,8 @@ pub struct Subsystem {
     /// Host NQNs allowed to connect; empty means any.
     pub allowed_hosts: Vec<String>,
     pub namespaces: NsSlot,
+    /// Host I/O on every namespace of the subsystem, counted per reactor.
+    pub metrics: super::metrics::IoMetrics,
     controllers: AuditedMutex<Vec<Weak<Controller>>>,
 }
 
@@ -55,6 +57,7 @@ impl Subsystem {
             serial,
             allowed_hosts,
             namespaces: NsSlot::default(),
+            metrics: Default::default(),
             controllers: AuditedMutex::new(Vec::new()),
         }
     }

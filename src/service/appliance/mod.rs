@@ -19,6 +19,7 @@ pub mod error;
 pub mod export;
 pub mod lifecycle;
 pub mod points;
+pub mod prometheus;
 pub mod retention;
 pub mod stats;
 pub mod views;

@@ -10,28 +10,25 @@
 
 use super::points::PointInfo;
 use super::{Appliance, ApplianceError, Served};
-use crate::engine::volume::AreaUse;
-use crate::engine::At;
+use crate::engine::volume::{AreaUse, VolumeStats};
+use crate::engine::{At, Point, Volume};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// Rates measured over a longer gap than this are not reported.
 const RATE_WINDOW_MAX: Duration = Duration::from_secs(600);
 
-/// Percent full of an engine area, one decimal.
-fn fill(area: &AreaUse) -> f64 {
-    if area.capacity_blocks == 0 {
-        0.0
-    } else {
-        (area.used_blocks as f64 * 1000.0 / area.capacity_blocks as f64).round() / 10.0
-    }
+/// How far the mirror lags and which points are retained, from one stats read.
+pub(super) struct Window {
+    pub lag_seq: u64,
+    pub lag_s: f64,
+    pub oldest: Option<Point>,
+    pub newest: Option<Point>,
+    pub window_s: f64,
 }
 
-impl Appliance {
-    /// The statistics of volume `name`.
-    pub fn volume_stats(&self, name: &str) -> Result<Value, ApplianceError> {
-        let (served, volume) = self.volume(name)?;
-        let stats = volume.stats();
+impl Window {
+    pub(super) fn of(volume: &Volume, stats: &VolumeStats) -> Window {
         let mirror = volume.resolve(&At::Seq(stats.mirror_seq)).ok();
         let newest = volume.resolve(&At::Now).ok();
         let oldest = volume
@@ -47,6 +44,37 @@ impl Appliance {
             (Some(o), Some(n)) => n.time_ns.saturating_sub(o.time_ns) as f64 / 1e9,
             _ => 0.0,
         };
+        Window {
+            lag_seq,
+            lag_s,
+            oldest,
+            newest,
+            window_s,
+        }
+    }
+}
+
+/// Percent full of an engine area, one decimal.
+pub(super) fn fill(area: &AreaUse) -> f64 {
+    if area.capacity_blocks == 0 {
+        0.0
+    } else {
+        (area.used_blocks as f64 * 1000.0 / area.capacity_blocks as f64).round() / 10.0
+    }
+}
+
+impl Appliance {
+    /// The statistics of volume `name`.
+    pub fn volume_stats(&self, name: &str) -> Result<Value, ApplianceError> {
+        let (served, volume) = self.volume(name)?;
+        let stats = volume.stats();
+        let Window {
+            lag_seq,
+            lag_s,
+            oldest,
+            newest,
+            window_s,
+        } = Window::of(&volume, &stats);
         let writer_rings = stats.rings.len().saturating_sub(1);
         let rings: Vec<Value> = stats
             .rings
