@@ -267,7 +267,7 @@ fn volume_state(s: &Service, name: &str) -> Option<String> {
 
 #[test]
 fn time_travel_through_the_cli_the_socket_and_nvme_tcp() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let data = tmp.path().join("data");
     let s = serve(&config(tmp.path(), &data, ""), &data);
 
@@ -536,7 +536,7 @@ fn time_travel_through_the_cli_the_socket_and_nvme_tcp() {
 
 #[test]
 fn bad_input_is_one_line_and_a_nonzero_exit() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let data = tmp.path().join("data");
     let cfg = config(
         tmp.path(),
@@ -740,7 +740,7 @@ fn bad_input_is_one_line_and_a_nonzero_exit() {
 
 #[test]
 fn created_volumes_survive_a_restart_and_a_crash() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let data = tmp.path().join("data");
     let cfg = config(tmp.path(), &data, "");
     let s = serve(&cfg, &data);
