@@ -100,6 +100,37 @@ pub struct VolumeConfig {
     /// Run first on the sync worker's thread (the service pins it to its
     /// configured core here).
     pub worker_start: Option<ThreadHook>,
+    /// Told how far the long steps of format and open have come (zeroing the
+    /// mirror, scanning the journals), for progress bars and log lines.
+    pub progress: Option<ProgressHook>,
+}
+
+/// Progress of a long step: `(what, done, total)`, in bytes, with `done <=
+/// total`; a step ends with a call where `done == total`.
+#[derive(Clone)]
+pub struct ProgressHook(pub Arc<ProgressFn>);
+
+/// What a [`ProgressHook`] calls: `(what, done, total)`.
+pub type ProgressFn = dyn Fn(&str, u64, u64) + Send + Sync;
+
+impl std::fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHook")
+    }
+}
+
+impl ProgressHook {
+    /// Reports `done` of `total` for `what` (clamped to `total`).
+    pub fn report(&self, what: &str, done: u64, total: u64) {
+        (self.0)(what, done.min(total), total);
+    }
+}
+
+/// Reports through `hook` when there is one.
+pub(crate) fn report(hook: Option<&ProgressHook>, what: &str, done: u64, total: u64) {
+    if let Some(h) = hook {
+        h.report(what, done, total);
+    }
 }
 
 /// A function a volume runs on a thread it starts.
@@ -122,6 +153,7 @@ impl Default for VolumeConfig {
             queue_depth: 256,
             stable_wait: Duration::from_secs(30),
             worker_start: None,
+            progress: None,
         }
     }
 }

@@ -29,7 +29,7 @@ pub mod sync;
 pub mod twin;
 pub mod volume;
 
-pub use config::{Clock, Retention, SyncPolicy, ThreadHook, VolumeConfig};
+pub use config::{Clock, ProgressHook, Retention, SyncPolicy, ThreadHook, VolumeConfig};
 pub use error::{EngineError, Result};
 pub use events::{Event, RecoveryReport};
 pub use forward::writer::{RingWriter, WriteCompletion};

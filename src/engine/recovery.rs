@@ -14,6 +14,7 @@ use crate::device::{AlignedBuf, Device};
 use crate::engine::backward::index::{Generation, MirrorPoint};
 use crate::engine::backward::space::BackwardSpace;
 use crate::engine::circular::Circular;
+use crate::engine::config::{self, ProgressHook};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::events::RecoveryReport;
 use crate::engine::forward::index::IndexedRecord;
@@ -132,6 +133,7 @@ fn scan_backward(
     uuid: &[u8; 16],
     ck: &Checkpoint,
     report: &mut RecoveryReport,
+    progress: Option<&ProgressHook>,
 ) -> Result<(Vec<Generation>, BackwardSpace)> {
     let g = &layout.geometry;
     let bs = g.bs() as usize;
@@ -143,7 +145,16 @@ fn scan_backward(
     let mut expected = ck.oldest_generation;
     let mut gens: Vec<Generation> = Vec::new();
     let mut block = AlignedBuf::zeroed(bs);
+    let step = |pos: u64| {
+        config::report(
+            progress,
+            "scanning the backward journal",
+            (pos - tail) * bs as u64,
+            cap * bs as u64,
+        )
+    };
     while pos - tail < cap {
+        step(pos);
         q.read(layout.backward_desc_byte(pos), &mut block)?;
         let blocks = match generation::peek(&block, pos, uuid, cap) {
             HeadBlock::End => break,
@@ -261,6 +272,7 @@ fn record_in_bounds(r: &ForwardRecord, layout: &Layout, ring: usize, data_tail: 
 }
 
 /// Scans forward ring `ring` from its checkpointed tails.
+#[allow(clippy::too_many_arguments)]
 fn scan_ring(
     q: &mut BlockingQueue,
     layout: &Layout,
@@ -269,6 +281,7 @@ fn scan_ring(
     tails: RingTails,
     mim_seq: u64,
     tally: &mut Tally<'_>,
+    progress: Option<&ProgressHook>,
 ) -> Result<RingScan> {
     let rl = layout.rings[ring];
     let bs = layout.geometry.bs() as usize;
@@ -285,7 +298,10 @@ fn scan_ring(
         pos,
         uuid,
     };
+    let what = format!("scanning forward ring {ring}");
+    let total = rl.desc_blocks * bs as u64;
     while pos - tails.desc < rl.desc_blocks {
+        config::report(progress, &what, (pos - tails.desc) * bs as u64, total);
         q.read(layout.ring_desc_byte(ring, pos), &mut block)?;
         let records = match forward_block::decode(&block, id(pos)) {
             Ok(r) => r,
@@ -427,7 +443,11 @@ fn mirror_point(end: &ForwardRecord, previous: &MirrorPoint) -> MirrorPoint {
 }
 
 /// Reads everything back and completes an interrupted sync.
-pub(crate) fn recover(device: &dyn Device, q: &mut BlockingQueue) -> Result<Recovered> {
+pub(crate) fn recover(
+    device: &dyn Device,
+    q: &mut BlockingQueue,
+    progress: Option<&ProgressHook>,
+) -> Result<Recovered> {
     let (superblock, layout) = read_superblock(device, q)?;
     let uuid = superblock.uuid;
     let a = read_slot(q, layout.checkpoint[0])?;
@@ -435,7 +455,14 @@ pub(crate) fn recover(device: &dyn Device, q: &mut BlockingQueue) -> Result<Reco
     let mut ck = Checkpoint::choose(&a, &b, &uuid)?;
     check_checkpoint(&ck, &layout)?;
     let mut report = RecoveryReport::default();
-    let (generations, space) = scan_backward(q, &layout, &uuid, &ck, &mut report)?;
+    let (generations, space) = scan_backward(q, &layout, &uuid, &ck, &mut report, progress)?;
+    let backward_bytes = layout.geometry.backward_desc_blocks * layout.geometry.bs();
+    config::report(
+        progress,
+        "scanning the backward journal",
+        backward_bytes,
+        backward_bytes,
+    );
     report.generations = generations.len() as u64;
     let mut rings = Vec::with_capacity(layout.rings.len());
     let mut tally = Tally {
@@ -444,8 +471,15 @@ pub(crate) fn recover(device: &dyn Device, q: &mut BlockingQueue) -> Result<Reco
     };
     for (ring, tails) in ck.rings.clone().into_iter().enumerate() {
         rings.push(scan_ring(
-            q, &layout, &uuid, ring, tails, ck.mim_seq, &mut tally,
+            q, &layout, &uuid, ring, tails, ck.mim_seq, &mut tally, progress,
         )?);
+        let ring_bytes = layout.rings[ring].desc_blocks * layout.geometry.bs();
+        config::report(
+            progress,
+            &format!("scanning forward ring {ring}"),
+            ring_bytes,
+            ring_bytes,
+        );
     }
     let max_seq = tally.max_seq;
     for (ring, scan) in rings.iter().enumerate() {

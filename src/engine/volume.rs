@@ -10,7 +10,7 @@
 use super::backward::index::{BackwardIndex, BackwardOp};
 use super::backward::space::BackwardSpace;
 use super::circular::Circular;
-use super::config::{Retention, VolumeConfig};
+use super::config::{report, Retention, VolumeConfig};
 use super::error::{EngineError, Result};
 use super::events::{Event, Events, RecoveryReport};
 use super::forward::index::{RingIndex, RingOp};
@@ -107,7 +107,7 @@ impl Volume {
     pub fn open(device: Arc<dyn Device>, config: VolumeConfig) -> Result<(Volume, RecoveryReport)> {
         config.validate()?;
         let mut q = BlockingQueue::new(&*device, 64)?;
-        let recovered = recovery::recover(&*device, &mut q)?;
+        let recovered = recovery::recover(&*device, &mut q, config.progress.as_ref())?;
         let report = recovered.report.clone();
         let (state, worker) = build(device, config, recovered, q)?;
         let watched = Arc::clone(&state);
@@ -390,6 +390,7 @@ fn format(
                 .collect();
             at += batch.len() as u64 * chunk;
             q.write_many(&batch)?;
+            report(config.progress.as_ref(), "zeroing the mirror", at, total);
         }
     }
     let mut ck = Checkpoint {

@@ -24,6 +24,7 @@ pub mod config;
 pub mod data_dir;
 pub mod image;
 pub mod metrics;
+pub mod progress;
 pub mod rpc;
 pub mod run;
 pub mod time_spec;

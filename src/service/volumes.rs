@@ -89,8 +89,9 @@ fn device_for(spec: &VolumeSpec, bytes: u64) -> Result<Arc<dyn Device>, VolumeEr
 pub fn open_volume(
     spec: &VolumeSpec,
     rings: u16,
-    config: VolumeConfig,
+    mut config: VolumeConfig,
 ) -> Result<Opened, VolumeError> {
+    config.progress = Some(super::progress::hook(&spec.name));
     let size = parse_size(&spec.size)?;
     let bs = u64::from(spec.block_size);
     if !spec.journal {
