@@ -248,14 +248,24 @@ struct Tally<'a> {
     max_seq: u64,
 }
 
-/// True when a record's extent and (for a write) its data position are in bounds.
-fn record_in_bounds(r: &ForwardRecord, layout: &Layout, ring: usize, data_tail: u64) -> bool {
+/// True when a record's extent and (for a write newer than the mirror, at
+/// `mim_seq`) its data position are in bounds. A record the mirror already
+/// holds may share its descriptor block with newer ones when a sync step
+/// ended inside a batch; its data lies behind the data tail, free for reuse.
+fn record_in_bounds(
+    r: &ForwardRecord,
+    layout: &Layout,
+    ring: usize,
+    data_tail: u64,
+    mim_seq: u64,
+) -> bool {
     let rl = layout.rings[ring];
     let extent_ok = r.extent().is_none_or(|(lba, n)| {
         lba.checked_add(u64::from(n))
             .is_some_and(|e| e <= layout.geometry.volume_blocks)
     });
     let data_ok = match r.body {
+        RecordBody::Write { .. } if r.seq <= mim_seq => true,
         RecordBody::Write {
             data_pos, nblocks, ..
         } => {
@@ -317,7 +327,7 @@ fn scan_ring(
         }
         if !records
             .iter()
-            .all(|r| record_in_bounds(r, layout, ring, tails.data))
+            .all(|r| record_in_bounds(r, layout, ring, tails.data, mim_seq))
         {
             tracing::warn!(
                 ring,

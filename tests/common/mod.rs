@@ -8,8 +8,8 @@ use rewind::device::fault::{FaultConfig, FaultDevice};
 use rewind::device::ram::RamDevice;
 use rewind::device::{AlignedBuf, Device};
 use rewind::engine::{
-    At, EngineError, Event, FormatOptions, Geometry, Point, PointKind, Retention, RingWriter,
-    SyncPolicy, Volume, VolumeConfig,
+    At, EngineError, Event, FormatOptions, Geometry, Point, PointKind, PointPin, Retention,
+    RingWriter, SyncPolicy, Volume, VolumeConfig,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::mpsc::Receiver;
@@ -110,6 +110,14 @@ pub enum Op {
         n: u64,
     },
     KeepLast(Option<u64>),
+    /// Pin a listed point; it must then survive syncs and voluntary retention.
+    Pin {
+        pick: prop::sample::Index,
+    },
+    /// Drop one of the pins held.
+    Unpin {
+        pick: prop::sample::Index,
+    },
     /// Crash after `after` more device writes/flushes while a burst and a sync run.
     Crash {
         after: u64,
@@ -144,6 +152,8 @@ pub fn op() -> impl Strategy<Value = Op> {
         3 => (any::<prop::sample::Index>(), extent()).prop_map(|(pick, (lba, n))| Op::ReadPoint { pick, lba, n }),
         1 => extent().prop_map(|(lba, n)| Op::ReadNow { lba, n }),
         1 => prop::option::of(1u64..6).prop_map(Op::KeepLast),
+        1 => any::<prop::sample::Index>().prop_map(|pick| Op::Pin { pick }),
+        1 => any::<prop::sample::Index>().prop_map(|pick| Op::Unpin { pick }),
         2 => (0u64..80, any::<u64>(), prop::collection::vec(io(), 1..10), any::<bool>()).prop_map(|(after, seed, ios, sync)| Op::Crash { after, seed, ios, sync }),
     ]
 }
@@ -155,6 +165,10 @@ pub struct Harness {
     pub model: Model,
     events: Receiver<Event>,
     last_expired: u64,
+    /// Pins held, each with the count of forced expiries when it was taken.
+    pins: Vec<(PointPin, u64)>,
+    /// Forced expiries seen (a full backward journal may expire pinned points).
+    forced_expiries: u64,
     next_tag: u64,
     labels: u64,
     log: Vec<String>,
@@ -204,6 +218,8 @@ impl Harness {
             model: Model::default(),
             events,
             last_expired: 0,
+            pins: Vec::new(),
+            forced_expiries: 0,
             next_tag: 1,
             labels: 0,
             log: Vec::new(),
@@ -320,7 +336,12 @@ impl Harness {
     pub fn drain_events(&mut self) -> Result<(), TestCaseError> {
         while let Ok(e) = self.events.try_recv() {
             match e {
-                Event::Expired { generation, .. } => {
+                Event::Expired {
+                    generation, forced, ..
+                } => {
+                    if forced {
+                        self.forced_expiries += 1;
+                    }
                     check(generation > self.last_expired, self, || {
                         format!(
                             "generation {generation} expired after {}: not oldest first",
@@ -378,7 +399,32 @@ impl Harness {
         }
         let (_, now) = self.read(0, BLOCKS, &At::Now)?;
         self.compare("now", u64::MAX, 0, &now)?;
-        self.drain_events()
+        self.check_pins()
+    }
+
+    /// Every pinned point still reads back exactly at its own seq, unless a
+    /// forced expiry (a full backward journal) happened since it was pinned.
+    pub fn check_pins(&mut self) -> Result<(), TestCaseError> {
+        self.drain_events()?;
+        for i in 0..self.pins.len() {
+            let (seq, forced_then) = (self.pins[i].0.seq(), self.pins[i].1);
+            let served = match self.volume().read(0, BLOCKS, &At::Seq(seq)) {
+                Ok((p, bytes)) if p.seq == seq => {
+                    self.compare(&format!("pinned point {seq}"), seq, 0, &bytes)?;
+                    continue;
+                }
+                Ok((p, _)) => format!("served by {}", p.seq),
+                Err(e) => e.to_string(),
+            };
+            check(self.forced_expiries > forced_then, self, || {
+                format!(
+                    "pinned point {seq} is gone ({served}) without a forced expiry; pins {:?}; points {:?}",
+                    self.volume().pinned(),
+                    self.volume().points().iter().map(|p| p.seq).collect::<Vec<_>>()
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Reads blocks `lba..lba + n` at listed point `p`: the bytes must be those
@@ -490,6 +536,24 @@ impl Harness {
                     .map_err(|e| TestCaseError::fail(format!("sync: {e}")))?;
                 self.check_all_points()?;
             }
+            Op::Pin { pick } => {
+                self.drain_events()?;
+                let points = self.volume().points();
+                let p = pick.get(&points).clone();
+                match self.volume().pin(p.seq) {
+                    Ok(pin) => self.pins.push((pin, self.forced_expiries)),
+                    // A background sync may have coalesced it since the listing.
+                    Err(EngineError::Expired(_)) => self.check_vanished(&p)?,
+                    Err(e) => return Err(TestCaseError::fail(format!("pin {}: {e}", p.seq))),
+                }
+                self.check_pins()?;
+            }
+            Op::Unpin { pick } => {
+                if !self.pins.is_empty() {
+                    let i = pick.index(self.pins.len());
+                    self.pins.swap_remove(i);
+                }
+            }
             Op::ReadPoint { pick, lba, n } => {
                 let points = self.volume().points();
                 let p = pick.get(&points).clone();
@@ -519,11 +583,12 @@ impl Harness {
                             .map_err(|e| TestCaseError::fail(format!("retention: {e}")))?;
                         generations = self.volume().generations().len() as u64;
                     }
-                    check(generations <= *n, self, || {
+                    // Pinned generations hold voluntary expiry back.
+                    check(generations <= *n || !self.pins.is_empty(), self, || {
                         format!("{generations} generations retained with keep_last {n}")
                     })?;
                 }
-                self.drain_events()?;
+                self.check_pins()?;
             }
             Op::Crash {
                 after,
@@ -576,7 +641,11 @@ impl Harness {
                     ..Default::default()
                 });
             }
-            Op::ReadPoint { .. } | Op::ReadNow { .. } | Op::Crash { .. } => {}
+            Op::ReadPoint { .. }
+            | Op::ReadNow { .. }
+            | Op::Crash { .. }
+            | Op::Pin { .. }
+            | Op::Unpin { .. } => {}
         }
         Ok(())
     }
@@ -611,7 +680,9 @@ impl Harness {
             self.run_tolerant(op, &mut uncertain)?;
         }
         self.fault.crash_now();
-        // Stop everything that runs on the crashed device.
+        // Stop everything that runs on the crashed device (pins live in memory
+        // only: they end with the process, as the service's views do).
+        self.pins.clear();
         self.writers.clear();
         if let Some(v) = self.volume.take() {
             let _ = v.close();
