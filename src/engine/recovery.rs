@@ -265,16 +265,19 @@ fn record_in_bounds(
             .is_some_and(|e| e <= layout.geometry.volume_blocks)
     });
     let data_ok = match r.body {
-        RecordBody::Write { .. } if r.seq <= mim_seq => true,
         RecordBody::Write {
             data_pos, nblocks, ..
         } => {
             let n = u64::from(nblocks);
-            rl.data_blocks > 0
-                && data_pos >= data_tail
+            let placed = rl.data_blocks > 0
                 && data_pos <= SANE
-                && data_pos % rl.data_blocks + n <= rl.data_blocks
-                && data_pos + n - data_tail <= rl.data_blocks
+                && data_pos % rl.data_blocks + n <= rl.data_blocks;
+            if r.seq <= mim_seq {
+                // Behind the tail, within the lap before it.
+                placed && data_pos + n <= data_tail && data_tail - data_pos <= rl.data_blocks
+            } else {
+                placed && data_pos >= data_tail && data_pos + n - data_tail <= rl.data_blocks
+            }
         }
         _ => true,
     };
