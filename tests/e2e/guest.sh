@@ -147,7 +147,7 @@ kernel_read_at_point() {   # kernel_read_at_point LBA NLB OUTFILE: a plain Read 
 }
 
 # ------------------------------------------------------------------ REWIND TARGET
-# What this assumes of rewind (not written yet; adjust here when the target lands):
+# What this relies on of rewind:
 #  - `/job/rewind serve --config FILE` runs the service in the foreground, logs to
 #    stdout/stderr, listens for NVMe/TCP on the configured address and stops on SIGTERM.
 #  - The config is TOML as written by rewind_config below: one [[volumes]] entry
@@ -213,6 +213,7 @@ rewind_view_create() {   # prints the view's NSID
   reply=$(/job/rewind --data-dir /run/rewind --json view create vol0 --at "$at" \
     2>> "$OUT/target.log") || fail "rewind view create failed (see target.log)"
   echo "$reply" >> "$OUT/target.log"
+  echo "$reply" | grep -o '"seq": *[0-9]*' | head -n 1 | tr -dc 0-9 > "$OUT/view-seq"
   echo "$reply" | grep -o '"nsid": *[0-9]*' | tr -dc 0-9
 }
 rewind_view_remove() {   # rewind_view_remove NSID
@@ -348,6 +349,41 @@ do_read_at_point() {   # the changed block, read at the point, gives the old byt
   cmp "$dir/block-at-point.bin" "$dir/block-old.bin" || fail "the read at the point is not the old bytes"
   echo "  LBA $BLOCK_LBA at the point: the old bytes ($(stat -c %s "$dir/block-at-point.bin") bytes)"
 }
+do_export() {   # an image at the view's point (pinned by the view): losetup -r, mount -o ro
+  local at img loopdev
+  at=$(cat "$OUT/view-seq")
+  [[ $at =~ ^[0-9]+$ ]] || fail "no point seq from view create (got '$at')"
+  img=/tmp/vol0-$SEQ.raw
+  rm -f "$img"
+  run /job/rewind --data-dir /run/rewind export vol0 --at "$at" --out "$img" \
+    > "$dir/export.txt" 2>&1 || { cat "$dir/export.txt"; fail "rewind export failed"; }
+  tail -n 2 "$dir/export.txt" | sed 's/^/  /'
+  local sum
+  sum=$(sha256sum "$img" | cut -d' ' -f1)
+  grep -q "$sum" "$dir/export.txt" || fail "the checksum rewind export printed is not the image's ($sum)"
+  run modprobe loop
+  loopdev=$(losetup -r -f --show "$img") || fail "losetup -r of the image failed"
+  run mount -o ro,noload "$loopdev" /mnt/view
+  (cd /mnt/view && sha256sum --quiet -c "$dir/old.sha256") || fail "the image's files differ from the old ones"
+  [ ! -e /mnt/view/new.txt ] || fail "the image has new.txt, written after the point"
+  run umount /mnt/view
+  losetup -d "$loopdev"
+  echo "  image of $(($(stat -c %s "$img") >> 20)) MiB ($(du -k "$img" | cut -f1) KiB allocated): the old files, checksum $sum"
+  rm -f "$img"
+}
+do_metrics() {   # the Prometheus endpoint counts the host's writes on vol0
+  local page writes
+  # fd 3 is the console (see run); the request goes over fd 8.
+  exec 8<>/dev/tcp/127.0.0.1/9455 || fail "nothing listens on 127.0.0.1:9455 (metrics)"
+  printf 'GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n' >&8
+  page=$(timeout 10 cat <&8); exec 8<&-
+  echo "$page" > "$dir/metrics.txt"
+  writes=$(echo "$page" | awk '/^rewind_io_operations_total\{volume="vol0",op="write"\}/ { print int($2) }')
+  [ "${writes:-0}" -gt 0 ] || fail "metrics: no writes counted for vol0 (see metrics.txt)"
+  grep -q '^rewind_io_latency_seconds_count{volume="vol0",op="write"}' "$dir/metrics.txt" \
+    || fail "metrics: no write latency histogram for vol0"
+  echo "  metrics: $writes host writes counted on vol0, latency histograms present"
+}
 do_view_remove() {
   "${TARGET}_view_remove" "$VIEW_NSID"
   wait_for 20 ns_gone "$VIEW_NSID" || fail "namespace $VIEW_NSID is still on the host"
@@ -384,7 +420,9 @@ for d in $SEQUENCES; do
   step fs-change do_fs_change
   step "view$st" do_view
   step "read-at-point$st" do_read_at_point
+  if [ "$TARGET" = rewind ]; then step export do_export; fi
   step "view-remove$st" do_view_remove
+  if [ "$TARGET" = rewind ]; then step metrics do_metrics; fi
   step disconnect do_disconnect
 done
 SEQ="" STEP=target-stop
