@@ -2,8 +2,9 @@
 //! histogram for reads and for writes, as hosts see them (from the command
 //! capsule to the response being queued).
 //!
-//! Each reactor counts into its own cache-line-aligned cells, so the I/O path
-//! shares nothing between cores and takes no lock; a scrape sums the cells.
+//! Each reactor counts into its own cache-line-aligned cells with plain
+//! stores (it is their only writer), so the I/O path shares nothing between
+//! cores and takes no lock; a scrape sums the cells.
 //! Invariant: counters only grow; a snapshot is a consistent-enough sum for
 //! monitoring (cells are read one by one while reactors keep counting).
 
@@ -24,8 +25,8 @@ pub const LATENCY_BOUNDS_US: [u64; 21] = {
 
 const BUCKETS: usize = LATENCY_BOUNDS_US.len() + 1;
 
-/// Reactors with cells of their own; further reactors share (still correct,
-/// the counters are atomic).
+/// Cells: one per reactor below the last, whose cell reactors from there on
+/// share (with atomic adds, so still exact).
 const REACTOR_CELLS: usize = 64;
 
 /// The kind of I/O counted.
@@ -96,31 +97,54 @@ pub struct IoTotals {
     pub write: OpTotals,
 }
 
+/// The bucket of a latency: the first bound at or above it, in O(1).
 fn bucket(latency: Duration) -> usize {
     let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-    LATENCY_BOUNDS_US
-        .iter()
-        .position(|&bound| us <= bound)
-        .unwrap_or(LATENCY_BOUNDS_US.len())
+    let i = if us <= 1 {
+        0
+    } else {
+        (64 - (us - 1).leading_zeros()) as usize
+    };
+    debug_assert!(i >= LATENCY_BOUNDS_US.len() || us <= LATENCY_BOUNDS_US[i]);
+    i.min(LATENCY_BOUNDS_US.len())
+}
+
+/// Adds `n` to a cell only this reactor writes: a plain load and store, no
+/// locked instruction on the I/O path.
+fn bump(cell: &AtomicU64, n: u64) {
+    cell.store(
+        cell.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
 }
 
 impl IoMetrics {
-    /// Counts one finished I/O on `reactor`.
+    /// Counts one finished I/O on `reactor`. Reactors below the cell count
+    /// own their cells (single writer); any further ones share the last cell
+    /// with atomic adds.
     pub fn record(&self, reactor: usize, op: IoOp, bytes: u64, latency: Duration, ok: bool) {
-        let cells = &self.cells[reactor % self.cells.len()];
+        let last = self.cells.len() - 1;
+        let cells = &self.cells[reactor.min(last)];
         let c = match op {
             IoOp::Read => &cells.read,
             IoOp::Write => &cells.write,
         };
-        c.ops.fetch_add(1, Ordering::Relaxed);
-        if ok {
-            c.bytes.fetch_add(bytes, Ordering::Relaxed);
-        } else {
-            c.errors.fetch_add(1, Ordering::Relaxed);
-        }
         let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        c.latency_ns.fetch_add(ns, Ordering::Relaxed);
-        c.buckets[bucket(latency)].fetch_add(1, Ordering::Relaxed);
+        let add = |cell: &AtomicU64, n: u64| {
+            if reactor < last {
+                bump(cell, n);
+            } else {
+                cell.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        add(&c.ops, 1);
+        if ok {
+            add(&c.bytes, bytes);
+        } else {
+            add(&c.errors, 1);
+        }
+        add(&c.latency_ns, ns);
+        add(&c.buckets[bucket(latency)], 1);
     }
 
     /// The sums over every reactor.
@@ -159,17 +183,23 @@ mod tests {
         m.record(0, IoOp::Write, 4096, Duration::from_micros(3), true);
         m.record(1, IoOp::Write, 4096, Duration::from_nanos(900), true);
         m.record(70, IoOp::Read, 8192, Duration::from_secs(5), false);
+        m.record(63, IoOp::Read, 512, Duration::from_micros(1024), true);
         let s = m.snapshot();
         assert_eq!((s.write.ops, s.write.bytes, s.write.errors), (2, 8192, 0));
         assert_eq!(s.write.latency_ns, 3_900);
         assert_eq!(s.write.buckets[0], 1, "900 ns: the 1 µs bucket");
         assert_eq!(s.write.buckets[2], 1, "3 µs: the 4 µs bucket");
-        assert_eq!((s.read.ops, s.read.bytes, s.read.errors), (1, 0, 1));
+        assert_eq!((s.read.ops, s.read.bytes, s.read.errors), (2, 512, 1));
         assert_eq!(
             s.read.buckets[LATENCY_BOUNDS_US.len()],
             1,
             "5 s: above every bound"
         );
+        assert_eq!(s.read.buckets[10], 1, "1024 µs: the 1024 µs bucket");
+        for (i, &bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+            assert_eq!(bucket(Duration::from_micros(bound)), i);
+            assert_eq!(bucket(Duration::from_micros(bound + 1)), i + 1);
+        }
         assert_eq!(s.write.buckets.iter().sum::<u64>(), 2);
     }
 }

@@ -104,6 +104,9 @@ pub struct QueuePair {
     closing: bool,
     /// When the connection was accepted (bounds ICReq + Connect).
     created: Instant,
+    /// The clock read once per `on_input` / `on_tick` call, for the I/O
+    /// counters' latencies (one read per round, not per command).
+    round_clock: Option<Instant>,
 }
 
 /// How a command was answered synchronously.
@@ -134,6 +137,7 @@ impl QueuePair {
             done: Vec::with_capacity(64),
             closing: false,
             created: Instant::now(),
+            round_clock: None,
         }
     }
 
@@ -179,6 +183,7 @@ impl QueuePair {
 
     /// Consumes whole PDUs from the start of `input`; returns the bytes used.
     pub fn on_input(&mut self, input: &[u8], io: &mut ReactorIo) -> usize {
+        self.round_clock = None;
         let mut used = 0;
         while !self.closing {
             let rest = input.get(used..).unwrap_or(&[]);
@@ -204,6 +209,7 @@ impl QueuePair {
     /// Delivers finished I/O and controller events (keep-alive expiry,
     /// namespace notices). Returns whether anything happened.
     pub fn on_tick(&mut self, io: &mut ReactorIo) -> bool {
+        self.round_clock = None;
         let mut work = false;
         if let Some(q) = self.io_queue {
             io.take_done(q, &mut self.done);
@@ -548,6 +554,7 @@ impl QueuePair {
             // More commands than the queue size the host connected with.
             return Err((Status::COMMAND_SEQUENCE_ERROR, 0));
         };
+        let started = self.clock();
         let s = &mut self.slots[usize::from(i)];
         debug_assert!(!s.busy, "free slot {i} is busy");
         *s = Slot {
@@ -557,7 +564,7 @@ impl QueuePair {
             ns: Some(Arc::clone(ns)),
             lba,
             status: Status::SUCCESS,
-            started: Some(Instant::now()),
+            started: Some(started),
             ..Slot::default()
         };
         Ok(usize::from(i))
@@ -1002,7 +1009,13 @@ impl QueuePair {
     }
 
     /// Completes slot `i` with `status` (sending read data on success).
+    /// This round's clock reading (taken at the first use in the round).
+    fn clock(&mut self) -> Instant {
+        *self.round_clock.get_or_insert_with(Instant::now)
+    }
+
     fn finish(&mut self, i: usize, status: Status, io: &mut ReactorIo) {
+        let now = self.clock();
         let s = &mut self.slots[i];
         let cid = s.cid;
         if let (Phase::Io(ctrl), Some(started)) = (&self.phase, s.started) {
@@ -1016,7 +1029,7 @@ impl QueuePair {
                     io.reactor(),
                     op,
                     bytes as u64,
-                    started.elapsed(),
+                    now.saturating_duration_since(started),
                     status == Status::SUCCESS,
                 );
             }
