@@ -834,6 +834,25 @@ fn print_stats(r: &Value) {
             s(&pts["total"])
         ),
     }
+    for (label, op) in [("reads", "read"), ("writes", "write")] {
+        let t = &r["io"][op];
+        let rate = t["per_second"]
+            .as_f64()
+            .map_or_else(String::new, |v| format!(", {v:.0}/s"));
+        let latency = match (
+            t["mean_latency_us"].as_f64(),
+            t["p99_latency_us_at_most"].as_u64(),
+        ) {
+            (Some(mean), Some(p99)) => format!(", latency mean {mean:.1} µs, p99 <= {p99} µs"),
+            (Some(mean), None) => format!(", latency mean {mean:.1} µs"),
+            _ => String::new(),
+        };
+        println!(
+            "{label:<13} {} ({} errors){rate}{latency}",
+            s(&t["ops"]),
+            s(&t["errors"])
+        );
+    }
     println!("hosts, views  {}, {}", s(&r["hosts"]), s(&r["views"]));
     let h = &r["hugepages"];
     println!(

@@ -434,11 +434,27 @@ fn time_travel_through_the_cli_the_socket_and_nvme_tcp() {
     assert!(stats["hugepages"]["chunks_max"].as_u64().unwrap() > 0);
     assert!(stats["retention"]["oldest"]["seq"].as_u64().unwrap() <= mark["seq"].as_u64().unwrap());
     assert!(!stats["sync_lag"]["seconds"].is_null());
+    let w = &stats["io"]["write"];
+    assert_eq!(
+        (w["ops"].as_u64(), w["errors"].as_u64()),
+        (Some(2), Some(0)),
+        "{stats}"
+    );
+    assert_eq!(w["bytes"].as_u64(), Some((2 * 8 * BS) as u64));
+    assert!(w["mean_latency_us"].as_f64().unwrap() > 0.0);
+    assert!(w["p99_latency_us_at_most"].as_u64().unwrap() >= 1);
+    assert!(
+        stats["io"]["read"]["ops"].as_u64().unwrap() > 0,
+        "reads of both namespaces count"
+    );
     let again = s.json(&["stats", "db"]);
     assert!(again["points"]["per_second"].is_number(), "{again}");
+    assert!(again["io"]["write"]["per_second"].is_number(), "{again}");
     let human = String::from_utf8(ok(&s.cli(&["stats", "db"]), &["stats"])).unwrap();
     assert!(
-        human.contains("sync lag") && human.contains("hugepages"),
+        human.contains("sync lag")
+            && human.contains("hugepages")
+            && human.contains("writes        2 (0 errors)"),
         "{human}"
     );
     let r = s.json(&[

@@ -90,6 +90,31 @@ pub struct OpTotals {
     pub buckets: Vec<u64>,
 }
 
+impl OpTotals {
+    /// Mean latency in µs (None before the first I/O).
+    pub fn mean_latency_us(&self) -> Option<f64> {
+        (self.ops > 0).then(|| self.latency_ns as f64 / self.ops as f64 / 1e3)
+    }
+
+    /// The smallest bucket bound (µs) under which at least `q` (0-1) of the
+    /// I/Os completed: an upper bound on that quantile. None before the first
+    /// I/O or when the quantile lies above the last bound.
+    pub fn quantile_bound_us(&self, q: f64) -> Option<u64> {
+        let want = (self.ops as f64 * q).ceil() as u64;
+        if self.ops == 0 {
+            return None;
+        }
+        let mut seen = 0;
+        for (count, bound) in self.buckets.iter().zip(LATENCY_BOUNDS_US) {
+            seen += count;
+            if seen >= want {
+                return Some(bound);
+            }
+        }
+        None
+    }
+}
+
 /// Totals of reads and writes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct IoTotals {
@@ -201,5 +226,11 @@ mod tests {
             assert_eq!(bucket(Duration::from_micros(bound + 1)), i + 1);
         }
         assert_eq!(s.write.buckets.iter().sum::<u64>(), 2);
+        assert_eq!(s.write.mean_latency_us(), Some(1.95));
+        assert_eq!(s.write.quantile_bound_us(0.5), Some(1));
+        assert_eq!(s.write.quantile_bound_us(0.99), Some(4));
+        assert_eq!(s.read.quantile_bound_us(0.5), Some(1024));
+        assert_eq!(s.read.quantile_bound_us(0.99), None, "above every bound");
+        assert_eq!(OpTotals::default().mean_latency_us(), None);
     }
 }

@@ -90,8 +90,8 @@ pub struct Served {
     deleting: AtomicBool,
     views: AuditedMutex<BTreeMap<u32, View>>,
     retention: AuditedMutex<Retention>,
-    /// The previous stats sample (time, next seq), for the write rate.
-    rate_sample: AuditedMutex<Option<(std::time::Instant, u64)>>,
+    /// The previous stats sample, for the rates.
+    rate_sample: AuditedMutex<Option<stats::RateSample>>,
 }
 
 impl Served {

@@ -12,8 +12,38 @@ use super::points::PointInfo;
 use super::{Appliance, ApplianceError, Served};
 use crate::engine::volume::{AreaUse, VolumeStats};
 use crate::engine::{At, Point, Volume};
+use crate::nvmf::target::metrics::OpTotals;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+
+/// What the rates of the next `volume_stats` are measured from.
+#[derive(Clone, Copy, Debug)]
+pub struct RateSample {
+    at: Instant,
+    next_seq: u64,
+    reads: u64,
+    writes: u64,
+}
+
+/// Per-second rates between two samples.
+struct Rates {
+    points: f64,
+    reads: f64,
+    writes: f64,
+    secs: f64,
+}
+
+/// One kind of host I/O, as `volume_stats` reports it.
+fn io_json(t: &OpTotals, per_second: Option<f64>) -> Value {
+    json!({
+        "ops": t.ops,
+        "bytes": t.bytes,
+        "errors": t.errors,
+        "per_second": per_second,
+        "mean_latency_us": t.mean_latency_us(),
+        "p99_latency_us_at_most": t.quantile_bound_us(0.99),
+    })
+}
 
 /// Rates measured over a longer gap than this are not reported.
 const RATE_WINDOW_MAX: Duration = Duration::from_secs(600);
@@ -95,7 +125,16 @@ impl Appliance {
             .iter()
             .map(|(d, a)| fill(d).max(fill(a)))
             .fold(0.0, f64::max);
-        let rate = self.rate(&served, stats.next_seq);
+        let io = served.subsystem.metrics.snapshot();
+        let rate = self.rates(
+            &served,
+            RateSample {
+                at: Instant::now(),
+                next_seq: stats.next_seq,
+                reads: io.read.ops,
+                writes: io.write.ops,
+            },
+        );
         let retention = served.retention().clone();
         Ok(json!({
             "volume": name,
@@ -124,8 +163,13 @@ impl Appliance {
             },
             "points": {
                 "total": stats.next_seq.saturating_sub(1),
-                "per_second": rate.map(|(r, _)| r),
-                "measured_over_seconds": rate.map(|(_, s)| s),
+                "per_second": rate.as_ref().map(|r| r.points),
+                "measured_over_seconds": rate.as_ref().map(|r| r.secs),
+            },
+            "io": {
+                "read": io_json(&io.read, rate.as_ref().map(|r| r.reads)),
+                "write": io_json(&io.write, rate.as_ref().map(|r| r.writes)),
+                "measured_over_seconds": rate.as_ref().map(|r| r.secs),
             },
             "hosts": served.hosts(),
             "views": served.views().len(),
@@ -135,20 +179,25 @@ impl Appliance {
         }))
     }
 
-    /// New points per second since the previous sample of `served`.
-    fn rate(&self, served: &Served, next_seq: u64) -> Option<(f64, f64)> {
+    /// Points, reads and writes per second since the previous sample of
+    /// `served`, and over how many seconds.
+    fn rates(&self, served: &Served, now: RateSample) -> Option<Rates> {
         let mut sample = served
             .rate_sample
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        let previous = sample.replace((now, next_seq));
-        let (then, seq) = previous?;
-        let dt = now.duration_since(then);
+        let previous = sample.replace(now)?;
+        let dt = now.at.duration_since(previous.at);
         if dt.is_zero() || dt > RATE_WINDOW_MAX {
             return None;
         }
         let secs = dt.as_secs_f64();
-        Some((next_seq.saturating_sub(seq) as f64 / secs, secs))
+        let per_s = |new: u64, old: u64| new.saturating_sub(old) as f64 / secs;
+        Some(Rates {
+            points: per_s(now.next_seq, previous.next_seq),
+            reads: per_s(now.reads, previous.reads),
+            writes: per_s(now.writes, previous.writes),
+            secs,
+        })
     }
 }
