@@ -309,6 +309,39 @@ fn call(cli: &Cli, method: &str, params: Value) -> Result<Value, Failure> {
     connect(cli)?.call(method, params).map_err(client_error)
 }
 
+/// Calls `method` and shows its result: the JSON with `--json`, otherwise
+/// what `human` prints.
+fn answer(
+    cli: &Cli,
+    method: &str,
+    params: Value,
+    human: impl FnOnce(&Value),
+) -> Result<(), Failure> {
+    let r = call(cli, method, params)?;
+    show(cli, &r, human);
+    Ok(())
+}
+
+/// Prints `r` as JSON with `--json`, otherwise through `human`.
+fn show(cli: &Cli, r: &Value, human: impl FnOnce(&Value)) {
+    if cli.json {
+        print_json(r);
+    } else {
+        human(r);
+    }
+}
+
+/// The `nvme connect` lines of a result's `connect` member, each after `prefix`.
+fn print_connect(r: &Value, prefix: &str) {
+    for line in r["connect"]["nvme_connect"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!("{prefix}{}", s(line));
+    }
+}
+
 fn print_json(v: &Value) {
     println!(
         "{}",
@@ -375,41 +408,30 @@ fn run_command(cli: Cli) -> Result<(), Failure> {
             if let Some(t) = since {
                 params["since"] = json!(t);
             }
-            let r = call(&cli, "point_list", params)?;
-            if cli.json {
-                print_json(&r);
-                return Ok(());
-            }
-            let mut t = Table::new(&["SEQ", "TIME", "KIND", "MARKER", "GENERATION", "LABEL"]);
-            for p in r["points"].as_array().into_iter().flatten() {
-                t.row(vec![
-                    s(&p["seq"]),
-                    s(&p["time"]),
-                    s(&p["kind"]),
-                    s(&p["marker"]),
-                    s(&p["generation"]),
-                    s(&p["label"]),
-                ]);
-            }
-            print!("{}", t.render());
-            if let Some(n) = r["omitted"].as_u64().filter(|&n| n > 0) {
-                eprintln!("({n} older points not shown; use --since or --limit)");
-            }
-            Ok(())
+            answer(&cli, "point_list", params, |r| {
+                let mut t = Table::new(&["SEQ", "TIME", "KIND", "MARKER", "GENERATION", "LABEL"]);
+                for p in r["points"].as_array().into_iter().flatten() {
+                    t.row(vec![
+                        s(&p["seq"]),
+                        s(&p["time"]),
+                        s(&p["kind"]),
+                        s(&p["marker"]),
+                        s(&p["generation"]),
+                        s(&p["label"]),
+                    ]);
+                }
+                print!("{}", t.render());
+                if let Some(n) = r["omitted"].as_u64().filter(|&n| n > 0) {
+                    eprintln!("({n} older points not shown; use --since or --limit)");
+                }
+            })
         }
-        Command::Mark { volume, label } => {
-            let r = call(
-                &cli,
-                "point_mark",
-                json!({"volume": volume, "label": label}),
-            )?;
-            if cli.json {
-                print_json(&r);
-            } else {
-                println!("marked {volume}: {}", point_line(&r));
-            }
-            Ok(())
-        }
+        Command::Mark { volume, label } => answer(
+            &cli,
+            "point_mark",
+            json!({"volume": volume, "label": label}),
+            |r| println!("marked {volume}: {}", point_line(r)),
+        ),
         Command::View(v) => view(&cli, v),
         Command::Read {
             volume,
@@ -425,13 +447,7 @@ fn run_command(cli: Cli) -> Result<(), Failure> {
             server_side,
         } => export(&cli, volume, at.as_deref(), out, *server_side),
         Command::Stats { volume } => {
-            let r = call(&cli, "volume_stats", json!({"volume": volume}))?;
-            if cli.json {
-                print_json(&r);
-            } else {
-                print_stats(&r);
-            }
-            Ok(())
+            answer(&cli, "volume_stats", json!({"volume": volume}), print_stats)
         }
         Command::Retention {
             volume,
@@ -449,10 +465,7 @@ fn run_command(cli: Cli) -> Result<(), Failure> {
             if let Some(p) = min_free_percent {
                 params["min_free_percent"] = json!(p);
             }
-            let r = call(&cli, "retention_set", params)?;
-            if cli.json {
-                print_json(&r);
-            } else {
+            answer(&cli, "retention_set", params, |r| {
                 let p = &r["retention"];
                 println!(
                     "{volume}: keep at least {} s, keep last {}, min free {}%",
@@ -460,8 +473,7 @@ fn run_command(cli: Cli) -> Result<(), Failure> {
                     s(&p["keep_last"]),
                     s(&p["min_free_percent"])
                 );
-            }
-            Ok(())
+            })
         }
     }
 }
@@ -472,37 +484,21 @@ fn volume(cli: &Cli, cmd: &VolumeCommand) -> Result<(), Failure> {
             name,
             size,
             block_size,
-        } => {
-            let r = call(
-                cli,
-                "volume_create",
-                json!({"name": name, "size": size, "block_size": block_size}),
-            )?;
-            if cli.json {
-                print_json(&r);
-            } else {
+        } => answer(
+            cli,
+            "volume_create",
+            json!({"name": name, "size": size, "block_size": block_size}),
+            |r| {
                 println!(
                     "created volume {name}: {} in {}-byte blocks, file {}",
                     human_bytes(r["size_bytes"].as_u64().unwrap_or(0)),
                     s(&r["block_size"]),
                     s(&r["device"])
                 );
-                for line in r["connect"]["nvme_connect"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                {
-                    println!("{}", s(line));
-                }
-            }
-            Ok(())
-        }
-        VolumeCommand::List => {
-            let r = call(cli, "volume_list", json!({}))?;
-            if cli.json {
-                print_json(&r);
-                return Ok(());
-            }
+                print_connect(r, "");
+            },
+        ),
+        VolumeCommand::List => answer(cli, "volume_list", json!({}), |r| {
             let mut t = Table::new(&[
                 "NAME", "STATE", "ORIGIN", "SIZE", "BLOCK", "JOURNAL", "VIEWS", "HOSTS", "NQN",
             ]);
@@ -520,14 +516,8 @@ fn volume(cli: &Cli, cmd: &VolumeCommand) -> Result<(), Failure> {
                 ]);
             }
             print!("{}", t.render());
-            Ok(())
-        }
-        VolumeCommand::Info { name } => {
-            let r = call(cli, "volume_info", json!({"name": name}))?;
-            if cli.json {
-                print_json(&r);
-                return Ok(());
-            }
+        }),
+        VolumeCommand::Info { name } => answer(cli, "volume_info", json!({"name": name}), |r| {
             let size = human_bytes(r["size_bytes"].as_u64().unwrap_or(0));
             println!(
                 "volume      {name} ({}, {})",
@@ -558,15 +548,8 @@ fn volume(cli: &Cli, cmd: &VolumeCommand) -> Result<(), Failure> {
                 println!("newest      {}", point_line(&r["newest_point"]));
             }
             println!("views       {}, hosts {}", s(&r["views"]), s(&r["hosts"]));
-            for line in r["connect"]["nvme_connect"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                println!("connect     {}", s(line));
-            }
-            Ok(())
-        }
+            print_connect(r, "connect     ");
+        }),
         VolumeCommand::Delete { name, force, wait } => {
             let wait_s = match wait {
                 Some(w) => rewind::service::time_spec::parse_duration(w)
@@ -582,15 +565,13 @@ fn volume(cli: &Cli, cmd: &VolumeCommand) -> Result<(), Failure> {
                     Some(Duration::from_secs_f64(wait_s + 120.0)),
                 )
                 .map_err(client_error)?;
-            if cli.json {
-                print_json(&r);
-            } else {
+            show(cli, &r, |r| {
                 println!(
                     "deleted volume {name} ({} view(s) removed, {} host(s) disconnected)",
                     s(&r["views_removed"]),
                     s(&r["hosts_disconnected"])
                 );
-            }
+            });
             Ok(())
         }
     }
@@ -600,57 +581,46 @@ fn view(cli: &Cli, cmd: &ViewCommand) -> Result<(), Failure> {
     match cmd {
         ViewCommand::Create { volume, at } => {
             let at = at_param(Some(at))?;
-            let r = call(cli, "view_create", json!({"volume": volume, "at": at}))?;
-            if cli.json {
-                print_json(&r);
-                return Ok(());
-            }
-            println!("view of {volume}: namespace {}", s(&r["nsid"]));
-            println!("asked for   {}", s(&r["requested"]));
-            println!("resolved to {}", point_line(&r["point"]));
-            for line in r["connect"]["nvme_connect"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                println!("{}", s(line));
-            }
-            Ok(())
+            answer(
+                cli,
+                "view_create",
+                json!({"volume": volume, "at": at}),
+                |r| {
+                    println!("view of {volume}: namespace {}", s(&r["nsid"]));
+                    println!("asked for   {}", s(&r["requested"]));
+                    println!("resolved to {}", point_line(&r["point"]));
+                    print_connect(r, "");
+                },
+            )
         }
         ViewCommand::List { volume } => {
             let params = match volume {
                 Some(v) => json!({"volume": v}),
                 None => json!({}),
             };
-            let r = call(cli, "view_list", params)?;
-            if cli.json {
-                print_json(&r);
-                return Ok(());
-            }
-            let mut t = Table::new(&["VOLUME", "NSID", "SEQ", "TIME", "KIND", "LABEL", "CREATED"]);
-            for v in r["views"].as_array().into_iter().flatten() {
-                t.row(vec![
-                    s(&v["volume"]),
-                    s(&v["nsid"]),
-                    s(&v["point"]["seq"]),
-                    s(&v["point"]["time"]),
-                    s(&v["point"]["kind"]),
-                    s(&v["point"]["label"]),
-                    s(&v["created"]),
-                ]);
-            }
-            print!("{}", t.render());
-            Ok(())
+            answer(cli, "view_list", params, |r| {
+                let mut t =
+                    Table::new(&["VOLUME", "NSID", "SEQ", "TIME", "KIND", "LABEL", "CREATED"]);
+                for v in r["views"].as_array().into_iter().flatten() {
+                    t.row(vec![
+                        s(&v["volume"]),
+                        s(&v["nsid"]),
+                        s(&v["point"]["seq"]),
+                        s(&v["point"]["time"]),
+                        s(&v["point"]["kind"]),
+                        s(&v["point"]["label"]),
+                        s(&v["created"]),
+                    ]);
+                }
+                print!("{}", t.render());
+            })
         }
-        ViewCommand::Delete { volume, nsid } => {
-            let r = call(cli, "view_delete", json!({"volume": volume, "nsid": nsid}))?;
-            if cli.json {
-                print_json(&r);
-            } else {
-                println!("removed view {nsid} of {volume}");
-            }
-            Ok(())
-        }
+        ViewCommand::Delete { volume, nsid } => answer(
+            cli,
+            "view_delete",
+            json!({"volume": volume, "nsid": nsid}),
+            |_| println!("removed view {nsid} of {volume}"),
+        ),
     }
 }
 
@@ -774,18 +744,16 @@ fn export(
         });
         (point, r)
     };
-    if cli.json {
-        print_json(&result);
-    } else {
+    show(cli, &result, |r| {
         println!("exported {volume} at {}", point_line(&point));
         println!(
             "image  {} ({}, {} written, the rest sparse)",
-            s(&result["path"]),
-            human_bytes(result["bytes"].as_u64().unwrap_or(0)),
-            human_bytes(result["data_bytes"].as_u64().unwrap_or(0))
+            s(&r["path"]),
+            human_bytes(r["bytes"].as_u64().unwrap_or(0)),
+            human_bytes(r["data_bytes"].as_u64().unwrap_or(0))
         );
-        println!("sha256 {}", s(&result["sha256"]));
-    }
+        println!("sha256 {}", s(&r["sha256"]));
+    });
     Ok(())
 }
 

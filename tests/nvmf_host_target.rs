@@ -6,6 +6,7 @@
 //! command, and a refused host.
 
 mod nvmf_common;
+use nvmf_common::pattern;
 
 use rewind::engine::{At, Volume};
 use rewind::nvmf::host::{discover, ConnectOptions, Controller, HostError, IoQueue, Point};
@@ -32,18 +33,6 @@ fn opts(digests: bool, io_queues: u16) -> ConnectOptions {
         timeout: Duration::from_secs(10),
         ..ConnectOptions::default()
     }
-}
-
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]

@@ -26,6 +26,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod nvmf_common;
+use nvmf_common::pattern;
+
 const BS: usize = 4096;
 const BIN: &str = env!("CARGO_BIN_EXE_rewind");
 
@@ -214,18 +217,6 @@ fn refused(out: &Output, needle: &str) -> String {
     assert!(err.starts_with("rewind: "), "{err}");
     assert!(err.contains(needle), "{needle:?} not in {err:?}");
     err
-}
-
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn host(s: &Service, nqn: &str) -> Controller {

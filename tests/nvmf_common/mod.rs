@@ -1,7 +1,10 @@
 //! A served volume for the NVMe/TCP tests: a RAM-backed engine volume
 //! exported as subsystem `nqn.2026-11.io.rewind:<name>` (namespace 1, live)
 //! by a target on two reactors listening on a free loopback port, its data
-//! buffers carved from a hugepage pool.
+//! buffers carved from a hugepage pool; and the data pattern the tests write.
+//! (Each test crate uses a part of it.)
+
+#![allow(dead_code)]
 
 use rewind::device::ram::RamDevice;
 use rewind::device::Device;
@@ -65,4 +68,17 @@ pub fn serve_volume(name: &str, bytes: u64, allowed: Vec<String>) -> Served {
         nqn,
         addr,
     }
+}
+
+/// `len` pseudo-random bytes determined by `seed` (xorshift).
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
