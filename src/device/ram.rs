@@ -68,6 +68,16 @@ impl RamDevice {
         }))
     }
 
+    /// Backs every page of the device with memory now, as SPDK's malloc bdev
+    /// does, instead of on first write: a page fault (and the kernel zeroing a
+    /// page) inside a write would otherwise cost several microseconds, once
+    /// per page, in the middle of the I/O path. Returns the bytes populated.
+    /// Uses `MADV_POPULATE_WRITE` and falls back to touching each page.
+    pub fn populate(&self) -> u64 {
+        self.region.populate();
+        self.info.size_bytes
+    }
+
     /// A device holding a copy of `bytes` (a positive multiple of `block_size`).
     pub fn from_bytes(bytes: &[u8], block_size: u32) -> Result<Arc<RamDevice>, DeviceError> {
         let device = RamDevice::new(bytes.len() as u64, block_size)?;
@@ -209,6 +219,26 @@ impl RamRegion {
             len,
             gate: AuditedRwLock::new(()),
         })
+    }
+
+    fn populate(&self) {
+        /// Linux 5.14+; older kernels answer EINVAL and we touch pages instead.
+        const MADV_POPULATE_WRITE: libc::c_int = 23;
+        // SAFETY: the range is exactly this mapping; populating changes no bytes.
+        let rc = unsafe { libc::madvise(self.base().cast(), self.len, MADV_POPULATE_WRITE) };
+        if rc == 0 {
+            return;
+        }
+        let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        let page = 4096usize;
+        for at in (0..self.len).step_by(page) {
+            // SAFETY: `at` lies in the mapping; the exclusive gate keeps queue
+            // copies out, and writing back the byte just read changes nothing.
+            unsafe {
+                let p = self.base().add(at);
+                p.write_volatile(p.read_volatile());
+            }
+        }
     }
 
     fn base(&self) -> *mut u8 {
@@ -362,6 +392,23 @@ mod tests {
         assert_eq!(device.region.base() as usize % 4096, 0);
         assert!(device.read_bytes(0, 1 << 20).iter().all(|&b| b == 0));
         assert_eq!(device.describe(), "ram 1 MiB");
+    }
+
+    #[test]
+    fn populate_keeps_contents() {
+        let bytes: Vec<u8> = (0..(64u32 << 10)).map(|i| (i * 13 % 251) as u8).collect();
+        let device = RamDevice::from_bytes(&bytes, 4096).expect("from_bytes");
+        assert_eq!(device.populate(), bytes.len() as u64);
+        assert_eq!(device.read_bytes(0, bytes.len()), bytes);
+        device.region.gate.write().map(|_| ()).expect("gate");
+        conformance::check(
+            &*RamDevice::new(4 << 20, 512)
+                .map(|d| {
+                    d.populate();
+                    d
+                })
+                .expect("ram device"),
+        );
     }
 
     #[test]

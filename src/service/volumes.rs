@@ -70,7 +70,10 @@ fn device_for(spec: &VolumeSpec, bytes: u64) -> Result<Arc<dyn Device>, VolumeEr
         source,
     };
     if spec.device.as_os_str() == RAM_DEVICE {
-        let ram: Arc<dyn Device> = RamDevice::new(bytes, spec.block_size).map_err(failed)?;
+        let ram = RamDevice::new(bytes, spec.block_size).map_err(failed)?;
+        let populated = ram.populate();
+        tracing::debug!(volume = %spec.name, bytes = populated, "RAM device memory populated");
+        let ram: Arc<dyn Device> = ram;
         return Ok(ram);
     }
     let is_file = !spec.device.starts_with("/dev/");
