@@ -4,7 +4,10 @@
 //! It owns the mapping (page-aligned, so 4096-aligned) and copies bytes in and
 //! out with raw pointers; a queue completes each request during `submit`, and
 //! the completion is returned by the next `poll`/`wait`. Nothing is cached, so
-//! a flush is a no-op and `volatile_cache` is false.
+//! a flush is a no-op and `volatile_cache` is false. Tests map lazily; the
+//! service maps its RAM volumes resident ([`RamDevice::new_resident`]:
+//! hugetlb pages when reserved, else populated ordinary pages), so no write
+//! takes a page fault.
 //!
 //! Invariant: the mapping is exactly `size_bytes` long, never moves and lives as
 //! long as any device or queue handle to it. Concurrency contract: queues on
@@ -41,21 +44,7 @@ impl RamDevice {
     /// A zero-filled device of `size_bytes` (a positive multiple of
     /// `block_size`, which is 512 or 4096).
     pub fn new(size_bytes: u64, block_size: u32) -> Result<Arc<RamDevice>, DeviceError> {
-        if block_size != 512 && block_size != 4096 {
-            return Err(DeviceError::Invalid(format!(
-                "RAM device block size {block_size} is neither 512 nor 4096"
-            )));
-        }
-        if size_bytes == 0 || size_bytes % u64::from(block_size) != 0 {
-            return Err(DeviceError::Invalid(format!(
-                "RAM device size {size_bytes} is not a positive multiple of the {block_size}-byte block size"
-            )));
-        }
-        let len = usize::try_from(size_bytes).map_err(|_| {
-            DeviceError::Invalid(format!(
-                "RAM device size {size_bytes} exceeds the address space"
-            ))
-        })?;
+        let len = checked_len(size_bytes, block_size)?;
         let region = RamRegion::map(len)?;
         let info = DeviceInfo {
             size_bytes,
@@ -76,6 +65,33 @@ impl RamDevice {
     pub fn populate(&self) -> u64 {
         self.region.populate();
         self.info.size_bytes
+    }
+
+    /// A device whose memory is resident from the start, as SPDK's malloc
+    /// bdev's is: 2 MiB hugetlb pages when `hugepages` and enough of them are
+    /// reserved (one TLB entry per 2 MiB, so random 4 KiB copies do not miss
+    /// the TLB), otherwise ordinary pages populated now (see
+    /// [`RamDevice::populate`]). [`Device::describe`] says which.
+    pub fn new_resident(
+        size_bytes: u64,
+        block_size: u32,
+        hugepages: bool,
+    ) -> Result<Arc<RamDevice>, DeviceError> {
+        let len = checked_len(size_bytes, block_size)?;
+        let info = DeviceInfo {
+            size_bytes,
+            block_size,
+            volatile_cache: false,
+        };
+        if let Some(region) = hugepages.then(|| RamRegion::map_hugetlb(len)).flatten() {
+            return Ok(Arc::new(RamDevice {
+                region: Arc::new(region),
+                info,
+            }));
+        }
+        let device = RamDevice::new(size_bytes, block_size)?;
+        device.populate();
+        Ok(device)
     }
 
     /// A device holding a copy of `bytes` (a positive multiple of `block_size`).
@@ -139,6 +155,25 @@ impl RamDevice {
     }
 }
 
+/// The mapping length of a RAM device of `size_bytes` in `block_size` blocks.
+fn checked_len(size_bytes: u64, block_size: u32) -> Result<usize, DeviceError> {
+    if block_size != 512 && block_size != 4096 {
+        return Err(DeviceError::Invalid(format!(
+            "RAM device block size {block_size} is neither 512 nor 4096"
+        )));
+    }
+    if size_bytes == 0 || size_bytes % u64::from(block_size) != 0 {
+        return Err(DeviceError::Invalid(format!(
+            "RAM device size {size_bytes} is not a positive multiple of the {block_size}-byte block size"
+        )));
+    }
+    usize::try_from(size_bytes).map_err(|_| {
+        DeviceError::Invalid(format!(
+            "RAM device size {size_bytes} exceeds the address space"
+        ))
+    })
+}
+
 impl Device for RamDevice {
     fn info(&self) -> DeviceInfo {
         self.info
@@ -156,10 +191,15 @@ impl Device for RamDevice {
 
     fn describe(&self) -> String {
         let size = self.info.size_bytes;
-        if size % (1 << 20) == 0 {
-            format!("ram {} MiB", size >> 20)
+        let pages = if self.region.hugetlb {
+            ", hugepages"
         } else {
-            format!("ram {size} bytes")
+            ""
+        };
+        if size % (1 << 20) == 0 {
+            format!("ram {} MiB{pages}", size >> 20)
+        } else {
+            format!("ram {size} bytes{pages}")
         }
     }
 }
@@ -168,6 +208,10 @@ impl Device for RamDevice {
 struct RamRegion {
     base: NonNull<u8>,
     len: usize,
+    /// Bytes mapped: `len`, rounded up to whole hugepages for a hugetlb mapping.
+    mapped: usize,
+    /// Backed by reserved 2 MiB hugetlb pages (resident from the start).
+    hugetlb: bool,
     /// Shared by queue copies (which the engine keeps on disjoint ranges),
     /// exclusive for the whole-region helpers that may touch any byte.
     gate: AuditedRwLock<()>,
@@ -217,6 +261,39 @@ impl RamRegion {
         Ok(RamRegion {
             base,
             len,
+            mapped: len,
+            hugetlb: false,
+            gate: AuditedRwLock::new(()),
+        })
+    }
+
+    /// Maps `len` zero-filled bytes from reserved hugetlb pages, populated
+    /// now; `None` when too few are free (the caller falls back).
+    fn map_hugetlb(len: usize) -> Option<RamRegion> {
+        const HUGEPAGE: usize = 2 << 20;
+        let page = HUGEPAGE;
+        let mapped = len.checked_next_multiple_of(page)?;
+        // SAFETY: an anonymous private mapping with no address hint touches no
+        // existing memory; the result is checked against MAP_FAILED.
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapped,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return None;
+        }
+        let base = NonNull::new(raw.cast::<u8>())?;
+        Some(RamRegion {
+            base,
+            len,
+            mapped,
+            hugetlb: true,
             gate: AuditedRwLock::new(()),
         })
     }
@@ -285,7 +362,7 @@ impl Drop for RamRegion {
     fn drop(&mut self) {
         // SAFETY: `base`/`len` came from one successful mmap and no handle to
         // the region outlives it (queues hold an Arc).
-        let rc = unsafe { libc::munmap(self.base().cast(), self.len) };
+        let rc = unsafe { libc::munmap(self.base().cast(), self.mapped) };
         if rc != 0 {
             tracing::warn!(len = self.len, error = %std::io::Error::last_os_error(), "munmap of RAM device failed");
         }
@@ -403,6 +480,20 @@ mod tests {
         let fresh = RamDevice::new(4 << 20, 512).expect("ram device");
         fresh.populate();
         conformance::check(&*fresh);
+    }
+
+    #[test]
+    fn resident_devices_conform_with_and_without_hugepages() {
+        let plain = RamDevice::new_resident(4 << 20, 4096, false).expect("resident");
+        assert!(!plain.region.hugetlb);
+        conformance::check(&*plain);
+        // Hugetlb when this machine has pages reserved, the fallback otherwise:
+        // the contract is the same either way.
+        let huge = RamDevice::new_resident(5 << 20, 512, true).expect("resident");
+        assert_eq!(huge.info().size_bytes, 5 << 20);
+        assert_eq!(huge.describe().ends_with("hugepages"), huge.region.hugetlb);
+        conformance::check(&*huge);
+        assert!(RamDevice::new_resident(1000, 512, true).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! cores = [0]                 # reactors; default: core 0
 //! idle = "adaptive"           # or "busy"
 //! sync_core = 1               # pin every volume's sync worker here (default: unpinned)
-//! hugepages = "prefer"        # map nodes in 2 MiB hugepages when reserved; or "never"
+//! hugepages = "prefer"        # map nodes and RAM devices in 2 MiB hugepages when reserved; or "never"
 //! metrics = true              # Prometheus endpoint (GET /metrics); false: off
 //! metrics_address = "127.0.0.1:9455"
 //!

@@ -96,7 +96,12 @@ fn start_locked(
     };
     let mut served = Vec::new();
     for spec in &config.volumes {
-        served.push(open_configured(spec, rings, with_retention(&spec.name))?);
+        served.push(open_configured(
+            spec,
+            rings,
+            mode == HugepageUse::Prefer,
+            with_retention(&spec.name),
+        )?);
     }
     for entry in &catalog.volumes {
         let path = dir.volume_file(&entry.name);
@@ -189,10 +194,11 @@ fn start_locked(
 fn open_configured(
     spec: &super::VolumeSpec,
     rings: u16,
+    hugepages: bool,
     config: VolumeConfig,
 ) -> Result<Served, String> {
     let retention = config.retention.clone();
-    match open_volume(spec, rings, config).map_err(|e| e.to_string())? {
+    match open_volume(spec, rings, hugepages, config).map_err(|e| e.to_string())? {
         Opened::Journaled { volume, .. } => {
             let volume: Arc<Volume> = Arc::from(volume);
             let sub = subsystem_for(&spec.name, volume.uuid(), spec.allowed_hosts.clone());

@@ -63,16 +63,19 @@ pub fn volume_config() -> VolumeConfig {
     }
 }
 
-fn device_for(spec: &VolumeSpec, bytes: u64) -> Result<Arc<dyn Device>, VolumeError> {
+fn device_for(
+    spec: &VolumeSpec,
+    bytes: u64,
+    hugepages: bool,
+) -> Result<Arc<dyn Device>, VolumeError> {
     let failed = |source| VolumeError::Device {
         name: spec.name.clone(),
         device: spec.device.display().to_string(),
         source,
     };
     if spec.device.as_os_str() == RAM_DEVICE {
-        let ram = RamDevice::new(bytes, spec.block_size).map_err(failed)?;
-        let populated = ram.populate();
-        tracing::debug!(volume = %spec.name, bytes = populated, "RAM device memory populated");
+        let ram = RamDevice::new_resident(bytes, spec.block_size, hugepages).map_err(failed)?;
+        tracing::info!(volume = %spec.name, device = %ram.describe(), "RAM device resident");
         let ram: Arc<dyn Device> = ram;
         return Ok(ram);
     }
@@ -88,17 +91,19 @@ fn device_for(spec: &VolumeSpec, bytes: u64) -> Result<Arc<dyn Device>, VolumeEr
     Ok(file)
 }
 
-/// Opens (or formats) the volume `spec` with `rings` writer rings.
+/// Opens (or formats) the volume `spec` with `rings` writer rings; a RAM
+/// device takes reserved hugepages when `hugepages` and enough are free.
 pub fn open_volume(
     spec: &VolumeSpec,
     rings: u16,
+    hugepages: bool,
     mut config: VolumeConfig,
 ) -> Result<Opened, VolumeError> {
     config.progress = Some(super::progress::hook(&spec.name));
     let size = parse_size(&spec.size)?;
     let bs = u64::from(spec.block_size);
     if !spec.journal {
-        let device = device_for(spec, size)?;
+        let device = device_for(spec, size, hugepages)?;
         let blocks = device.info().size_bytes.min(size) / bs;
         tracing::info!(volume = %spec.name, device = %device.describe(), blocks, "plain namespace (no journaling)");
         return Ok(Opened::Plain { device, blocks });
@@ -109,7 +114,7 @@ pub fn open_volume(
     };
     let geometry = Geometry::for_volume(spec.block_size, size, rings).map_err(engine)?;
     let layout = Layout::new(&geometry).map_err(engine)?;
-    let device = device_for(spec, layout.end)?;
+    let device = device_for(spec, layout.end, hugepages)?;
     match Volume::open(Arc::clone(&device), config.clone()) {
         Ok((volume, report)) => {
             tracing::info!(volume = %spec.name, ?report, "volume opened");
