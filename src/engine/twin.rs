@@ -8,6 +8,9 @@
 //! never takes a lock either: [`TwinWriter::try_publish`] returns `false`
 //! instead of waiting when a reader may still be inside the copy it needs.
 //!
+//! The writer looks only at reader slots that were ever claimed (a watermark),
+//! so a publish costs a few loads, not one per possible reader.
+//!
 //! Invariant: the writer mutates a copy only after every reader that could be
 //! inside it has left; both copies receive exactly the same operations in the
 //! same order, so they are equal after every publish.
@@ -38,6 +41,10 @@ struct Shared<T> {
     copies: [UnsafeCell<T>; 2],
     active: AtomicUsize,
     readers: Box<[ReaderCounter]>,
+    /// One past the highest reader slot ever claimed: the writer scans only
+    /// `readers[..claimed_high]`. It never decreases, and a reader raises it
+    /// before its first read (see `TwinReaders::reader`).
+    claimed_high: AtomicUsize,
 }
 
 // SAFETY: copies are accessed either by readers through `&T` (T: Sync) or by the
@@ -63,6 +70,7 @@ pub fn new<T, Op>(first: T, second: T) -> (TwinWriter<T, Op>, TwinReaders<T>) {
         readers: (0..MAX_TWIN_READERS)
             .map(|_| ReaderCounter::default())
             .collect(),
+        claimed_high: AtomicUsize::new(0),
     });
     let writer = TwinWriter {
         shared: Arc::clone(&shared),
@@ -112,7 +120,8 @@ impl<T: Absorb<Op>, Op> TwinWriter<T, Op> {
             return true;
         }
         fence(Ordering::SeqCst);
-        for (i, r) in self.shared.readers.iter().enumerate() {
+        let high = self.shared.claimed_high.load(Ordering::SeqCst);
+        for (i, r) in self.shared.readers[..high].iter().enumerate() {
             let was = self.seen[i];
             if was % 2 == 1 && r.count.load(Ordering::Acquire) == was {
                 return false; // inside since before the last swap: maybe in the inactive copy
@@ -131,7 +140,12 @@ impl<T: Absorb<Op>, Op> TwinWriter<T, Op> {
         }
         self.shared.active.store(inactive, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        for (i, r) in self.shared.readers.iter().enumerate() {
+        // A slot claimed after this load belongs to a reader whose first read
+        // comes after the swap above (claimed_high is raised, SeqCst, before
+        // that read): it can only be in the new active copy, so its stale
+        // (even) `seen` entry is right.
+        let high = self.shared.claimed_high.load(Ordering::SeqCst);
+        for (i, r) in self.shared.readers[..high].iter().enumerate() {
             self.seen[i] = r.count.load(Ordering::Acquire);
         }
         self.lagging = std::mem::take(&mut self.pending);
@@ -189,6 +203,9 @@ impl<T> TwinReaders<T> {
                 .compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok()
         })?;
+        self.shared
+            .claimed_high
+            .fetch_max(slot + 1, Ordering::SeqCst);
         Some(TwinReader {
             shared: Arc::clone(&self.shared),
             slot,
@@ -297,6 +314,27 @@ mod tests {
         c.fetch_add(1, Ordering::SeqCst);
         assert!(w.try_publish());
         assert_eq!(r.read(|l| l.0.clone()), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn readers_in_later_slots_are_watched() {
+        let (mut w, readers) = new::<Log, u64>(Log::default(), Log::default());
+        let early: Vec<_> = (0..3).map(|_| readers.reader().unwrap()).collect();
+        w.append(1);
+        assert!(w.try_publish());
+        let late = readers.reader().unwrap();
+        assert_eq!(late.slot, 3);
+        drop(early);
+        w.append(2);
+        assert!(w.try_publish(), "the late reader entered after the swap");
+        let c = &late.shared.readers[late.slot].count;
+        c.fetch_add(1, Ordering::SeqCst);
+        w.append(3);
+        assert!(w.try_publish(), "inside since after the last swap");
+        w.append(4);
+        assert!(!w.try_publish(), "slot 3 may be inside the inactive copy");
+        c.fetch_add(1, Ordering::SeqCst);
+        assert!(w.try_publish());
     }
 
     #[test]

@@ -34,8 +34,11 @@ use std::time::Duration;
 pub const RESERVED_TAGS: u64 = 1 << 63;
 const FLUSH_TAG: u64 = 1 << 63;
 const IO_BITS: u32 = 10;
-/// Records dropped from the ring index per publish while catching up after a sync.
-const TRUNCATE_STEP_RECORDS: usize = 512;
+/// Records dropped from the ring index per publish while catching up after a
+/// sync. A removal costs about 0.4 µs (two B+-tree removes, one per twin
+/// copy), and the step runs inside a reactor round: 512 stalled one request
+/// in a thousand by ~200 µs at QD1; 32 keeps a step near 10 µs.
+const TRUNCATE_STEP_RECORDS: usize = 32;
 /// Batches in flight per ring (recovery relies on this bound).
 pub const MAX_BATCHES: usize = 64;
 
