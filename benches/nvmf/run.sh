@@ -13,7 +13,9 @@
 # reactor and of the sync worker (target with --idle adaptive, so a reactor's
 # CPU time is its work, not its polling); the TCP floor.
 # Each result is one JSON line in OUT_DIR/results.jsonl; CPU lines go to
-# OUT_DIR/cpu.txt.
+# OUT_DIR/cpu.txt. RAM volumes take 2 MiB hugepages when reserved (rewind
+# setup-hugepages --count 1024 covers a 1 GiB journaled volume and its map
+# nodes); OUT_DIR/hugepages.txt records how many were.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -28,6 +30,8 @@ idle=${IDLE:-busy}
 port=4430
 mkdir -p "$out"
 : > "$out/results.jsonl"
+echo "hugepages reserved: $(cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages 2>/dev/null || echo 0)" \
+  > "$out/hugepages.txt"
 
 cargo build --release --bin rewind --example tcp_floor
 bin=target/release/rewind
