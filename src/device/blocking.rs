@@ -48,6 +48,26 @@ impl BlockingQueue {
         self.write_many(&[(offset, buf)])
     }
 
+    /// Whether [`BlockingQueue::copy_many`] copies inside the device.
+    pub fn copies_within(&self) -> bool {
+        self.queue.copies_within()
+    }
+
+    /// Copies each `(src, dst, len)` within the device (see
+    /// [`DeviceQueue::copy_within`]); only on a queue that
+    /// [`copies_within`](BlockingQueue::copies_within).
+    pub fn copy_many(&mut self, copies: &[(u64, u64, u32)]) -> Result<(), DeviceError> {
+        assert_eq!(
+            self.queue.in_flight(),
+            0,
+            "a blocking queue is idle between calls"
+        );
+        for &(src, dst, len) in copies {
+            self.queue.copy_within(src, dst, len)?;
+        }
+        Ok(())
+    }
+
     /// Makes every write completed so far durable.
     pub fn flush(&mut self) -> Result<(), DeviceError> {
         // SAFETY: a flush carries no buffer.

@@ -21,8 +21,8 @@
 
 use super::ram::RamDevice;
 use super::{
-    check_depth, check_request, Device, DeviceError, DeviceInfo, DeviceQueue, IoCompletion, IoKind,
-    IoRequest, QueueFull,
+    check_copy, check_depth, check_request, AlignedBuf, Device, DeviceError, DeviceInfo,
+    DeviceQueue, IoCompletion, IoKind, IoRequest, QueueFull,
 };
 use crate::lock_audit::AuditedMutex;
 use std::sync::{Arc, MutexGuard, PoisonError};
@@ -453,6 +453,41 @@ impl DeviceQueue for FaultQueue {
 
     fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    fn copies_within(&self) -> bool {
+        true
+    }
+
+    /// Modelled as what a copy is on a device: a read of `src`, then a write
+    /// of the same bytes to `dst`, each subject to this device's faults (the
+    /// write is volatile until a flush and may be torn or dropped by a crash).
+    fn copy_within(&mut self, src: u64, dst: u64, len: u32) -> Result<(), DeviceError> {
+        check_copy(&self.info, src, dst, len)?;
+        assert!(self.in_flight.is_empty(), "copies run on an idle queue");
+        let mut buf = AlignedBuf::zeroed(len as usize);
+        let mut out = Vec::with_capacity(1);
+        for (kind, offset) in [(IoKind::Read, src), (IoKind::Write, dst)] {
+            let request = IoRequest {
+                kind,
+                offset,
+                ptr: buf.as_mut_ptr(),
+                len,
+                tag: 0,
+            };
+            // SAFETY: `buf` outlives the request: its completion is awaited below.
+            if unsafe { self.submit(request) }.is_err() {
+                unreachable!("an idle queue of depth >= 1 takes a request");
+            }
+            out.clear();
+            while out.is_empty() {
+                self.wait(&mut out);
+            }
+            if let Some(c) = out.pop() {
+                c.result?;
+            }
+        }
+        Ok(())
     }
 }
 

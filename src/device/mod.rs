@@ -157,6 +157,25 @@ pub trait DeviceQueue: Send {
 
     /// Requests submitted and not yet returned as completions.
     fn in_flight(&self) -> usize;
+
+    /// Whether [`DeviceQueue::copy_within`] works on this queue.
+    fn copies_within(&self) -> bool {
+        false
+    }
+
+    /// Copies `len` device bytes at `src` to `dst` on the same device, at
+    /// once and without a caller's buffer (a RAM device copies memory to
+    /// memory, where reading into a buffer and writing it back copies twice;
+    /// NVMe's Copy command is the device-side analogue). Durable as a write
+    /// is: after the next completed flush. Both ranges are checked as a read
+    /// and a write are, and must not overlap. Backends without it answer
+    /// `Invalid`; callers ask [`DeviceQueue::copies_within`] first.
+    fn copy_within(&mut self, src: u64, dst: u64, len: u32) -> Result<(), DeviceError> {
+        let _ = (src, dst, len);
+        Err(DeviceError::Invalid(
+            "this device queue has no copy within the device".into(),
+        ))
+    }
 }
 
 /// Checks a queue depth requested through [`Device::queue`]: at least 1, at
@@ -165,6 +184,35 @@ pub fn check_depth(depth: u32) -> Result<(), DeviceError> {
     if depth == 0 || depth > QUEUE_DEPTH_MAX {
         return Err(DeviceError::Invalid(format!(
             "queue depth {depth} is outside 1..={QUEUE_DEPTH_MAX}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a [`DeviceQueue::copy_within`]: both ranges as a read and a write
+/// would be, and that they do not overlap.
+pub fn check_copy(info: &DeviceInfo, src: u64, dst: u64, len: u32) -> Result<(), DeviceError> {
+    // Only the alignment of the pointer is checked, never what it points at.
+    let read = IoRequest {
+        kind: IoKind::Read,
+        offset: src,
+        ptr: BUFFER_ALIGN as *mut u8,
+        len,
+        tag: 0,
+    };
+    check_request(info, &read)?;
+    check_request(
+        info,
+        &IoRequest {
+            kind: IoKind::Write,
+            offset: dst,
+            ..read
+        },
+    )?;
+    let n = u64::from(len);
+    if src < dst + n && dst < src + n {
+        return Err(DeviceError::Invalid(format!(
+            "copy of {len} bytes from {src} to {dst} overlaps itself"
         )));
     }
     Ok(())

@@ -101,6 +101,26 @@ fn join(transfers: impl Iterator<Item = Transfer>) -> Vec<Transfer> {
     out
 }
 
+/// Device-to-device copies `(src, dst, len)`, consecutive ones joined where
+/// both sides are contiguous, each at most [`CHUNK_BYTES`] long.
+fn join_copies(copies: impl Iterator<Item = (u64, u64, u64)>) -> Vec<(u64, u64, u32)> {
+    let mut out: Vec<(u64, u64, u32)> = Vec::new();
+    for (src, dst, len) in copies {
+        assert!(len <= CHUNK_BYTES, "one change piece is at most a chunk");
+        match out.last_mut() {
+            Some(last)
+                if last.0 + u64::from(last.2) == src
+                    && last.1 + u64::from(last.2) == dst
+                    && u64::from(last.2) + len <= CHUNK_BYTES =>
+            {
+                last.2 += len as u32
+            }
+            _ => out.push((src, dst, len as u32)),
+        }
+    }
+    out
+}
+
 /// Disjoint mutable slices of `buf` for transfers in increasing buffer order.
 fn slices_mut<'a>(mut buf: &'a mut [u8], transfers: &[Transfer]) -> Vec<(u64, &'a mut [u8])> {
     let mut consumed = 0;
@@ -143,6 +163,14 @@ pub fn copy_out(
         .zip(positions)
         .map(|(&(lba, n), &pos)| (lba, n, pos))
         .collect();
+    if q.copies_within() {
+        let copies = items
+            .iter()
+            .map(|&(lba, n, pos)| (layout.mim_byte(lba), layout.backward_data_byte(pos), n * bs));
+        q.copy_many(&join_copies(copies))?;
+        q.flush()?;
+        return Ok(());
+    }
     for chunk in chunks(&items, |it| it.1, bs) {
         let mut at = 0usize;
         let placed: Vec<(u64, u64, usize, usize)> = chunk
@@ -201,6 +229,19 @@ pub fn apply(
             pieces.push((c.lba + done, n, src));
             done += n;
         }
+    }
+    if q.copies_within() {
+        // Forward data goes device to device; only zeroes need the buffer.
+        let copies = pieces.iter().filter_map(|&(lba, n, src)| match src {
+            ChangeSource::Forward { ring, pos } => Some((
+                layout.ring_data_byte(usize::from(ring), pos),
+                layout.mim_byte(lba),
+                n * bs,
+            )),
+            ChangeSource::Zero => None,
+        });
+        q.copy_many(&join_copies(copies))?;
+        pieces.retain(|p| p.2 == ChangeSource::Zero);
     }
     for chunk in chunks(&pieces, |p| p.1, bs) {
         let mut at = 0usize;
@@ -381,6 +422,28 @@ mod tests {
                 .map(|(d, s)| (*d, s.len()))
                 .collect::<Vec<_>>(),
             vec![(100, 15), (200, 5), (205, 10)]
+        );
+    }
+
+    #[test]
+    fn copies_join_when_both_sides_are_contiguous_and_stay_bounded() {
+        let joined = join_copies(
+            [
+                (0, 1000, 4096),
+                (4096, 5096, 4096),
+                (8192, 20_000, 4096),
+                (12_288, 24_096, CHUNK_BYTES),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            joined,
+            vec![
+                (0, 1000, 8192),
+                (8192, 20_000, 4096),
+                (12_288, 24_096, CHUNK_BYTES as u32)
+            ],
+            "the last one would make a copy longer than a chunk"
         );
     }
 
