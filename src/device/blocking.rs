@@ -229,6 +229,7 @@ mod tests {
             .write_many(&writes)
             .expect_err("bad requests in the batch");
         assert!(matches!(error, DeviceError::OutOfRange { offset, .. } if offset == 1 << 20));
+        drop(queue);
         assert_eq!(
             device.read_bytes(0, 1536),
             vec![9u8; 1536],

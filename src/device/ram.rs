@@ -16,22 +16,28 @@
 //! undefined behaviour, and callers of [`DeviceQueue::submit`] on a RAM queue
 //! must exclude it (the engine never has two requests on one range in flight).
 //! The safe byte helpers ([`RamDevice::read_bytes`], [`RamDevice::write_bytes`],
-//! [`RamDevice::snapshot`]) take an exclusive gate that queue copies share, so
-//! they never race with queue I/O.
+//! [`RamDevice::snapshot`]) work only while no queue of the device is open
+//! (they panic otherwise), so they never race with queue I/O. That check and
+//! queue creation share one device mutex; queue I/O takes no lock and touches
+//! no shared word, so reactors on several cores never meet on a cache line.
 
 use super::{
     check_copy, check_depth, check_request, Device, DeviceError, DeviceInfo, DeviceQueue,
     IoCompletion, IoKind, IoRequest, QueueFull,
 };
-use crate::lock_audit::AuditedRwLock;
+use crate::lock_audit::AuditedMutex;
 use std::collections::VecDeque;
 use std::ptr::NonNull;
-use std::sync::{Arc, PoisonError};
+use std::sync::atomic::{fence, Ordering};
+use std::sync::{Arc, MutexGuard, PoisonError};
 
 /// A device whose bytes live in memory.
 pub struct RamDevice {
+    /// Cloned once per open queue; its strong count is 1 when none is open.
     region: Arc<RamRegion>,
     info: DeviceInfo,
+    /// Held while a queue is created and while a byte helper runs.
+    opening: AuditedMutex<()>,
 }
 
 impl std::fmt::Debug for RamDevice {
@@ -41,6 +47,30 @@ impl std::fmt::Debug for RamDevice {
 }
 
 impl RamDevice {
+    fn holding(region: RamRegion, info: DeviceInfo) -> RamDevice {
+        RamDevice {
+            region: Arc::new(region),
+            info,
+            opening: AuditedMutex::new(()),
+        }
+    }
+
+    /// Excludes queue creation and asserts no queue is open, so the caller
+    /// may touch any byte of the region until the guard drops.
+    fn exclusive(&self, what: &str) -> MutexGuard<'_, ()> {
+        let guard = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(
+            Arc::strong_count(&self.region),
+            1,
+            "RamDevice::{what} on {} while a queue is open (close its queues first)",
+            self.describe()
+        );
+        // The last queue's drop released its Arc with Release ordering; this
+        // makes its copies happen before ours.
+        fence(Ordering::Acquire);
+        guard
+    }
+
     /// A zero-filled device of `size_bytes` (a positive multiple of
     /// `block_size`, which is 512 or 4096).
     pub fn new(size_bytes: u64, block_size: u32) -> Result<Arc<RamDevice>, DeviceError> {
@@ -51,10 +81,7 @@ impl RamDevice {
             block_size,
             volatile_cache: false,
         };
-        Ok(Arc::new(RamDevice {
-            region: Arc::new(region),
-            info,
-        }))
+        Ok(Arc::new(RamDevice::holding(region, info)))
     }
 
     /// Backs every page of the device with memory now, as SPDK's malloc bdev
@@ -62,8 +89,11 @@ impl RamDevice {
     /// page) inside a write would otherwise cost several microseconds, once
     /// per page, in the middle of the I/O path. Returns the bytes populated.
     /// Uses `MADV_POPULATE_WRITE` and falls back to touching each page.
+    /// Like the byte helpers, it needs every queue closed.
     pub fn populate(&self) -> u64 {
-        self.region.populate();
+        let _exclusive = self.exclusive("populate");
+        // SAFETY: no queue is open (checked just above).
+        unsafe { self.region.populate() };
         self.info.size_bytes
     }
 
@@ -84,10 +114,7 @@ impl RamDevice {
             volatile_cache: false,
         };
         if let Some(region) = hugepages.then(|| RamRegion::map_hugetlb(len)).flatten() {
-            return Ok(Arc::new(RamDevice {
-                region: Arc::new(region),
-                info,
-            }));
+            return Ok(Arc::new(RamDevice::holding(region, info)));
         }
         let device = RamDevice::new(size_bytes, block_size)?;
         device.populate();
@@ -108,19 +135,12 @@ impl RamDevice {
     pub fn snapshot(&self) -> Arc<RamDevice> {
         let copy = RamRegion::map(self.region.len)
             .unwrap_or_else(|error| panic!("snapshot of {}: {error}", self.describe()));
-        let _exclusive = self
-            .region
-            .gate
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        // SAFETY: both mappings are `len` bytes long and distinct; the exclusive
-        // gate keeps queue copies out of the source while we read it, and the
-        // new mapping is not shared yet.
+        let _exclusive = self.exclusive("snapshot");
+        // SAFETY: both mappings are `len` bytes long and distinct; no queue is
+        // open on the source while we read it, and the new mapping is not
+        // shared yet.
         unsafe { std::ptr::copy_nonoverlapping(self.region.base(), copy.base(), self.region.len) };
-        Arc::new(RamDevice {
-            region: Arc::new(copy),
-            info: self.info,
-        })
+        Arc::new(RamDevice::holding(copy, self.info))
     }
 
     /// Copies `len` device bytes at `offset` out, bypassing queues (any
@@ -128,13 +148,9 @@ impl RamDevice {
     pub fn read_bytes(&self, offset: u64, len: usize) -> Vec<u8> {
         let start = self.region.checked_range(offset, len);
         let mut bytes = vec![0u8; len];
-        let _exclusive = self
-            .region
-            .gate
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _exclusive = self.exclusive("read_bytes");
         // SAFETY: range checked above; `bytes` is a fresh allocation of `len`
-        // bytes; the exclusive gate keeps queue copies out.
+        // bytes; no queue is open.
         unsafe { self.region.copy_out(start, bytes.as_mut_ptr(), len) };
         bytes
     }
@@ -143,14 +159,10 @@ impl RamDevice {
     /// alignment). Panics when the range reaches past the device end.
     pub fn write_bytes(&self, offset: u64, bytes: &[u8]) {
         let start = self.region.checked_range(offset, bytes.len());
-        let _exclusive = self
-            .region
-            .gate
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _exclusive = self.exclusive("write_bytes");
         // SAFETY: range checked above; `bytes` is a live slice that cannot lie in
-        // the mapping (the mapping is never handed out as a slice); the exclusive
-        // gate keeps queue copies out.
+        // the mapping (the mapping is never handed out as a slice); no queue is
+        // open.
         unsafe { self.region.copy_in(start, bytes.as_ptr(), bytes.len()) };
     }
 }
@@ -181,6 +193,7 @@ impl Device for RamDevice {
 
     fn queue(&self, depth: u32) -> Result<Box<dyn DeviceQueue>, DeviceError> {
         check_depth(depth)?;
+        let _opening = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(Box::new(RamQueue {
             region: Arc::clone(&self.region),
             info: self.info,
@@ -212,14 +225,11 @@ struct RamRegion {
     mapped: usize,
     /// Backed by reserved 2 MiB hugetlb pages (resident from the start).
     hugetlb: bool,
-    /// Shared by queue copies (which the engine keeps on disjoint ranges),
-    /// exclusive for the whole-region helpers that may touch any byte.
-    gate: AuditedRwLock<()>,
 }
 
 // SAFETY: the region is plain memory; every access goes through raw-pointer
 // copies whose exclusion is the module's concurrency contract (disjoint ranges
-// for queue I/O, the exclusive gate for the helpers).
+// for queue I/O, no open queue for the helpers).
 unsafe impl Send for RamRegion {}
 // SAFETY: as above.
 unsafe impl Sync for RamRegion {}
@@ -263,7 +273,6 @@ impl RamRegion {
             len,
             mapped: len,
             hugetlb: false,
-            gate: AuditedRwLock::new(()),
         })
     }
 
@@ -294,11 +303,15 @@ impl RamRegion {
             len,
             mapped,
             hugetlb: true,
-            gate: AuditedRwLock::new(()),
         })
     }
 
-    fn populate(&self) {
+    /// Backs every page with memory now.
+    ///
+    /// # Safety
+    /// Nobody else accesses the region meanwhile (the page-touch fallback
+    /// rewrites every page's first byte).
+    unsafe fn populate(&self) {
         /// Linux 5.14+; older kernels answer EINVAL and we touch pages instead.
         const MADV_POPULATE_WRITE: libc::c_int = 23;
         // SAFETY: the range is exactly this mapping; populating changes no bytes.
@@ -306,11 +319,10 @@ impl RamRegion {
         if rc == 0 {
             return;
         }
-        let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         let page = 4096usize;
         for at in (0..self.len).step_by(page) {
-            // SAFETY: `at` lies in the mapping; the exclusive gate keeps queue
-            // copies out, and writing back the byte just read changes nothing.
+            // SAFETY: `at` lies in the mapping; the caller keeps queue I/O out,
+            // and writing back the byte just read changes nothing.
             unsafe {
                 let p = self.base().add(at);
                 p.write_volatile(p.read_volatile());
@@ -388,11 +400,6 @@ impl RamQueue {
     unsafe fn execute(&self, request: &IoRequest) {
         let start = request.offset as usize;
         let len = request.len as usize;
-        let _shared = self
-            .region
-            .gate
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
         match request.kind {
             // SAFETY: forwarded from this function's contract; check_request
             // bounded the range by the region size.
@@ -522,12 +529,6 @@ mod tests {
         let mut q = device.queue(4).expect("queue");
         assert!(q.copies_within());
         q.copy_within(1024, 32 << 10, 8192).expect("copy");
-        assert_eq!(device.read_bytes(32 << 10, 8192), bytes[1024..1024 + 8192]);
-        assert_eq!(
-            device.read_bytes(0, 32 << 10),
-            bytes[..32 << 10],
-            "source untouched"
-        );
         assert!(matches!(
             q.copy_within(0, 4096, 8192),
             Err(DeviceError::Invalid(_))
@@ -540,6 +541,23 @@ mod tests {
             q.copy_within(0, 64 << 10, 512),
             Err(DeviceError::OutOfRange { .. })
         ));
+        drop(q);
+        assert_eq!(device.read_bytes(32 << 10, 8192), bytes[1024..1024 + 8192]);
+        assert_eq!(
+            device.read_bytes(0, 32 << 10),
+            bytes[..32 << 10],
+            "source untouched"
+        );
+    }
+
+    #[test]
+    fn byte_helpers_refuse_while_a_queue_is_open() {
+        let device = RamDevice::new(8192, 512).expect("ram");
+        let queue = device.queue(2).expect("queue");
+        let refused = std::panic::catch_unwind(|| device.read_bytes(0, 512));
+        assert!(refused.is_err(), "read_bytes with a queue open");
+        drop(queue);
+        assert_eq!(device.read_bytes(0, 512), vec![0u8; 512]);
     }
 
     #[test]
