@@ -5,7 +5,10 @@
 #   benches/nvmf/run.sh [OUT_DIR]        (default target/bench-nvmf)
 #
 # Env: SECONDS_PER_RUN (10), WARMUP (2), SUSTAIN (60), TARGET_CORE (0),
-# PERF_CORE (1), FILE_DIR (/var/tmp; must take O_DIRECT), IDLE (busy).
+# PERF_CORE (1), FILE_DIR (/var/tmp; must take O_DIRECT), IDLE (busy),
+# ROUNDS (2): the journaled and plain RAM series alternate this many times,
+# so their on/off ratio is read from neighbouring runs on a noisy machine
+# (each JSON line carries its "round").
 # Cases: 4 KiB randwrite then randread (same range, so reads hit written
 # blocks), QD1 and QD32, on a journaled RAM volume, a plain RAM namespace
 # (journaling off) and a journaled O_DIRECT file; a sustained randwrite at
@@ -27,6 +30,8 @@ tcore=${TARGET_CORE:-0}
 pcore=${PERF_CORE:-1}
 filedir=${FILE_DIR:-/var/tmp}
 idle=${IDLE:-busy}
+rounds=${ROUNDS:-2}
+round=1
 port=4430
 mkdir -p "$out"
 : > "$out/results.jsonl"
@@ -77,7 +82,7 @@ stop() {
 perf() {   # perf LABEL NAME ARGS...
   local label=$1 name=$2; shift 2
   "$bin" perf --nqn "nqn.2026-11.io.rewind:$name" --port "$port" --cores "$pcore" \
-    --json "$@" | sed "s/^{/{\"case\":\"$label\",/" | tee -a "$out/results.jsonl"
+    --json "$@" | sed "s/^{/{\"case\":\"$label\",\"round\":$round,/" | tee -a "$out/results.jsonl"
 }
 
 thread_ticks() {   # thread_ticks PID COMM: user+system clock ticks of that thread (0 if none)
@@ -114,8 +119,11 @@ series() {   # series NAME DEVICE SIZE JOURNAL
   stop
 }
 
-series ram-journal ram 1GiB true
-series ram-plain ram 1GiB false
+for round in $(seq 1 "$rounds"); do
+  series ram-journal ram 1GiB true
+  series ram-plain ram 1GiB false
+done
+round=1
 series file-journal "$filedir/rewind-bench.img" 1GiB true
 
 # Sustained writes with a small forward journal: many syncs during the run.
