@@ -18,7 +18,8 @@
 # Each result is one JSON line in OUT_DIR/results.jsonl; CPU lines go to
 # OUT_DIR/cpu.txt. RAM volumes take 2 MiB hugepages when reserved (rewind
 # setup-hugepages --count 1024 covers a 1 GiB journaled volume and its map
-# nodes); OUT_DIR/hugepages.txt records how many were.
+# nodes); OUT_DIR/hugepages.txt records how many were. OUT_DIR/machine.txt
+# records commit, start time and load average, for the BENCHMARKS.md entry.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -37,6 +38,13 @@ mkdir -p "$out"
 : > "$out/results.jsonl"
 echo "hugepages reserved: $(cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages 2>/dev/null || echo 0)" \
   > "$out/hugepages.txt"
+{
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (dirty)')"
+  echo "start (UTC): $(date -u '+%Y-%m-%d %H:%M')"
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  echo "kernel: $(uname -r)"
+} > "$out/machine.txt"
 
 cargo build --release --bin rewind --example tcp_floor
 bin=target/release/rewind
