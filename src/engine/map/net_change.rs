@@ -55,6 +55,25 @@ impl NetChange {
     pub fn overwrite(&mut self, lba: u64, nblocks: u64, source: ChangeSource) {
         assert!(nblocks > 0);
         let end = lba + nblocks;
+        // The common case (a write to blocks not yet changed): the last extent
+        // starting before `end` ends at or before `lba`, so nothing overlaps and
+        // one search and the insert suffice.
+        let overlaps = self
+            .extents
+            .range(..end)
+            .next_back()
+            .is_some_and(|(&start, &(len, _))| start + len > lba);
+        if overlaps {
+            self.remove_overlap(lba, end);
+        }
+        self.extents.insert(lba, (nblocks, source));
+        self.blocks += nblocks;
+        debug_assert!(self.check());
+    }
+
+    /// Takes `[lba, end)` out of the extents: trims one starting before it,
+    /// removes those starting inside it, keeps any tail past `end`.
+    fn remove_overlap(&mut self, lba: u64, end: u64) {
         // An extent starting before `lba` may overlap it: trim it, keeping any tail past `end`.
         if let Some((&start, &(len, src))) = self.extents.range(..lba).next_back() {
             if start + len > lba {
@@ -76,9 +95,6 @@ impl NetChange {
                     .insert(end, (s + len - end, src.advanced(end - s)));
             }
         }
-        self.extents.insert(lba, (nblocks, source));
-        self.blocks += nblocks;
-        debug_assert!(self.check());
     }
 
     /// The extents, sorted by lba.
