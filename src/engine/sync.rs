@@ -396,7 +396,12 @@ impl Worker {
             if let Some((lba, n)) = r.extent() {
                 net.overwrite(lba, u64::from(n), mirror::change_source(ring, r));
                 if over_budget(&net) && i > start {
-                    self.step(&records[start..i], &mut report)?;
+                    // `net` already holds record i, which starts the next
+                    // step: this (rare) step computes its own net change.
+                    let (before, _) = mirror::net_change(
+                        records[start..i].iter().map(|(ring, x)| (*ring, &x.record)),
+                    );
+                    self.step(&records[start..i], before, &mut report)?;
                     start = i;
                     net = NetChange::new();
                     net.overwrite(lba, u64::from(n), mirror::change_source(ring, r));
@@ -411,9 +416,10 @@ impl Worker {
             );
             let pinned_here = pinned.binary_search(&r.seq).is_ok();
             if bookmark || pinned_here || i + 1 == records.len() {
-                self.step(&records[start..=i], &mut report)?;
+                // `net` is exactly the net change of `records[start..=i]`.
+                let done = std::mem::take(&mut net);
+                self.step(&records[start..=i], done, &mut report)?;
                 start = i + 1;
-                net = NetChange::new();
             }
         }
         self.last_sync = Instant::now();
@@ -426,16 +432,30 @@ impl Worker {
         Ok(report)
     }
 
-    /// One sync step: the mirror moves from its current point to the last of `records`.
-    fn step(&mut self, records: &[(u16, IndexedRecord)], report: &mut SyncReport) -> Result<()> {
+    /// One sync step: the mirror moves from its current point to the last of
+    /// `records`; `net` is their net change (the caller built it while cutting
+    /// the window into steps, so it is computed once).
+    fn step(
+        &mut self,
+        records: &[(u16, IndexedRecord)],
+        net: NetChange,
+        report: &mut SyncReport,
+    ) -> Result<()> {
         let Some((_, end)) = records.last() else {
             return Ok(());
         };
         let end = end.record.clone();
         let layout = self.state.layout.clone();
         let bs = layout.geometry.bs() as usize;
-        let (net, change_records) =
-            mirror::net_change(records.iter().map(|(ring, r)| (*ring, &r.record)));
+        let change_records = records
+            .iter()
+            .filter(|(_, r)| r.record.extent().is_some())
+            .count() as u64;
+        debug_assert_eq!(
+            net,
+            mirror::net_change(records.iter().map(|(ring, r)| (*ring, &r.record))).0,
+            "the step's net change is exactly that of its records"
+        );
         let runs = net.ranges(mirror::max_run_blocks(&layout));
         let run_lens: Vec<u64> = runs.iter().map(|r| r.1).collect();
         let record_blocks = generation::record_blocks(runs.len(), bs);

@@ -37,7 +37,7 @@ pub struct Change {
 }
 
 /// Disjoint extents with overwrite-on-insert.
-#[derive(Default, Debug, Clone)]
+#[derive(Default, Debug, Clone, PartialEq, Eq)]
 pub struct NetChange {
     /// start -> (length, source of `start`)
     extents: BTreeMap<u64, (u64, ChangeSource)>,
