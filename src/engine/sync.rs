@@ -34,7 +34,7 @@ use crate::engine::forward::index::{IndexedRecord, RingIndex};
 /// (tiny in unit tests, so their syncs cross chunk boundaries).
 const GATHER_CHUNK: usize = if cfg!(test) { 3 } else { 1024 };
 use crate::engine::forward::writer::RingWriter;
-use crate::engine::map::net_change::NetChange;
+use crate::engine::map::net_change::{ChangeSource, NetChange};
 use crate::engine::mirror::{self, CheckpointWriter};
 use crate::engine::ondisk::checkpoint::{Checkpoint, RingTails};
 use crate::engine::ondisk::forward_block::RecordBody;
@@ -389,22 +389,45 @@ impl Worker {
         };
         // Pinned points in the window become generations: a step ends on each.
         let pinned = self.state.pins.within(from, target);
+        // A step surely fits while its writes could not overflow the budget
+        // even without any overwrite (a net change has at most the blocks
+        // written and at most 2k - 1 extents for k writes). Until then its
+        // writes are only collected and netted in one sort at the step's end;
+        // past that the net change is kept exact record by record, to cut the
+        // step where it stops fitting.
+        let surely_fits = |blocks: u64, writes: usize| {
+            blocks <= budget_blocks && 2 * writes as u64 + blocks / max_run <= budget_extents
+        };
         let mut start = 0usize;
-        let mut net = NetChange::new();
+        let mut writes: Vec<(u64, u64, ChangeSource)> = Vec::new();
+        let mut written_blocks = 0u64;
+        let mut exact: Option<NetChange> = None;
         for i in 0..records.len() {
             let (ring, r) = (records[i].0, &records[i].1.record);
             if let Some((lba, n)) = r.extent() {
-                net.overwrite(lba, u64::from(n), mirror::change_source(ring, r));
-                if over_budget(&net) && i > start {
-                    // `net` already holds record i, which starts the next
-                    // step: this (rare) step computes its own net change.
+                let (n, source) = (u64::from(n), mirror::change_source(ring, r));
+                match &mut exact {
+                    Some(net) => net.overwrite(lba, n, source),
+                    None => {
+                        writes.push((lba, n, source));
+                        written_blocks += n;
+                        if !surely_fits(written_blocks, writes.len()) {
+                            exact = Some(NetChange::from_writes(&writes));
+                            writes.clear();
+                        }
+                    }
+                }
+                if exact.as_ref().is_some_and(&over_budget) && i > start {
+                    // The exact net change already holds record i, which
+                    // starts the next step: this (rare) step nets its own.
                     let (before, _) = mirror::net_change(
                         records[start..i].iter().map(|(ring, x)| (*ring, &x.record)),
                     );
                     self.step(&records[start..i], before, &mut report)?;
                     start = i;
-                    net = NetChange::new();
-                    net.overwrite(lba, u64::from(n), mirror::change_source(ring, r));
+                    let mut fresh = NetChange::new();
+                    fresh.overwrite(lba, n, source);
+                    exact = Some(fresh);
                 }
             }
             let bookmark = matches!(
@@ -416,9 +439,12 @@ impl Worker {
             );
             let pinned_here = pinned.binary_search(&r.seq).is_ok();
             if bookmark || pinned_here || i + 1 == records.len() {
-                // `net` is exactly the net change of `records[start..=i]`.
-                let done = std::mem::take(&mut net);
-                self.step(&records[start..=i], done, &mut report)?;
+                let net = exact
+                    .take()
+                    .unwrap_or_else(|| NetChange::from_writes(&writes));
+                writes.clear();
+                written_blocks = 0;
+                self.step(&records[start..=i], net, &mut report)?;
                 start = i + 1;
             }
         }
