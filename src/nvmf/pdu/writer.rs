@@ -167,7 +167,7 @@ impl PduWriter {
 
     fn with_data(&self, out: &mut Vec<u8>, data: &[u8]) {
         out.extend_from_slice(data);
-        if !data.is_empty() {
+        if self.ddgst && !data.is_empty() {
             self.finish_data(out, digest::data_digest(data));
         }
     }
