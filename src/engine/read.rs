@@ -221,15 +221,14 @@ impl Reader {
             if bwd_from < m && !b.generations().contains_key(&bwd_from) {
                 return false;
             }
-            b.map()
-                .query(lba, n, Want::OldestFrom { min: bwd_from }, |c| {
-                    for i in 0..c.n {
-                        let slot = &mut bwd[(c.lba + i - lba) as usize];
-                        if c.version < slot.0 {
-                            *slot = (c.version, Src::Bwd { pos: c.loc + i });
-                        }
+            b.query_from(lba, n, bwd_from, |c| {
+                for i in 0..c.n {
+                    let slot = &mut bwd[(c.lba + i - lba) as usize];
+                    if c.version < slot.0 {
+                        *slot = (c.version, Src::Bwd { pos: c.loc + i });
                     }
-                });
+                }
+            });
             true
         });
         if !point_retained {

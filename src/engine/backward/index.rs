@@ -11,7 +11,7 @@
 //! generation never changes what a younger point resolves to.
 
 use crate::engine::map::arena::ChunkSource;
-use crate::engine::map::version_index::VersionIndex;
+use crate::engine::map::version_index::{Candidate, VersionIndex, Want};
 use crate::engine::ondisk::generation::GenerationRecord;
 use crate::engine::point::{MarkerKind, Point, PointKind};
 use crate::engine::twin::Absorb;
@@ -145,6 +145,20 @@ impl BackwardIndex {
     /// The versioned map (version = generation point, location = backward data position).
     pub fn map(&self) -> &VersionIndex {
         &self.map
+    }
+
+    /// Calls `found` with every candidate for blocks `[lba, lba + n)` among
+    /// the generations with point >= `min` (the map query `OldestFrom`).
+    /// Costs nothing when no such generation is retained: the map's versions
+    /// are exactly the retained points, so the query could find nothing. That
+    /// is the usual case for a read of the present (`min` = the mirror's seq),
+    /// where only a sync step between its undo record and its mirror
+    /// checkpoint has a generation at the mirror's point.
+    pub fn query_from(&self, lba: u64, n: u64, min: u64, found: impl FnMut(Candidate)) {
+        if self.generations.range(min..).next().is_none() {
+            return;
+        }
+        self.map.query(lba, n, Want::OldestFrom { min }, found);
     }
 }
 

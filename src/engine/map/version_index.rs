@@ -145,16 +145,21 @@ impl VersionIndex {
             let last = (end - 1) >> level;
             let mut index = lba >> level;
             while index <= last {
-                // Skip straight to the next node of this level that has any entry.
-                let Some((k, _)) = self.tree.first_at_or_after(&key(node_key(level, index), 0))
-                else {
-                    break;
-                };
-                let (l, i, _) = split_key(k);
-                if l != level || i > last {
-                    break;
+                if index < last {
+                    // Skip straight to the next node of this level that has
+                    // any entry. Not worth a search for the last node: the
+                    // version search below checks its node anyway (so a
+                    // one-block query costs one search per occupied level).
+                    let Some((k, _)) = self.tree.first_at_or_after(&key(node_key(level, index), 0))
+                    else {
+                        break;
+                    };
+                    let (l, i, _) = split_key(k);
+                    if l != level || i > last {
+                        break;
+                    }
+                    index = i;
                 }
-                index = i;
                 let node = node_key(level, index);
                 let hit = match want {
                     Want::NewestIn { above, max } => self
