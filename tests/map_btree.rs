@@ -26,6 +26,15 @@ enum Op {
     InsertRun(u128, u16, u8),
     /// `count` removes at `start, start + step, ...` (like a truncate).
     RemoveRun(u128, u16, u8),
+    /// One `sweep_leaf` at this key, dropping keys `k` with `k % m == 0`.
+    SweepLeaf(u128, u8),
+    /// `sweep_leaf` from the smallest key along `next` to the end, dropping
+    /// keys `k` with `k % m == 0`.
+    SweepAll(u8),
+}
+
+fn swept(k: &u128, m: u8) -> bool {
+    k % u128::from(m) == 0
 }
 
 fn bound(keys: u128) -> impl Strategy<Value = Bound<u128>> {
@@ -46,6 +55,8 @@ fn op(keys: u128, max_run: u16) -> impl Strategy<Value = Op> {
         6 => (bound(keys + 2), bound(keys + 2), any::<bool>()).prop_map(|(a, b, rev)| Op::Range(a, b, rev)),
         3 => (0..keys, 1..=max_run, 1..4u8).prop_map(|(s, n, step)| Op::InsertRun(s, n, step)),
         3 => (0..keys, 1..=max_run, 1..4u8).prop_map(|(s, n, step)| Op::RemoveRun(s, n, step)),
+        4 => (0..keys + 2, 1..4u8).prop_map(|(k, m)| Op::SweepLeaf(k, m)),
+        1 => (1..4u8).prop_map(Op::SweepAll),
     ]
 }
 
@@ -108,6 +119,55 @@ fn run(ops: &[Op], chunk_bytes: usize) {
                         "step {step}: {op:?} at {k}"
                     );
                 }
+            }
+            Op::SweepLeaf(at, m) => {
+                let (removed, next) = tree.sweep_leaf(&at, |k, _| swept(k, m));
+                let gone: Vec<u128> = model
+                    .keys()
+                    .copied()
+                    .filter(|k| !tree.contains_key(k))
+                    .collect();
+                assert_eq!(removed, gone.len(), "step {step}: {op:?}");
+                assert!(
+                    gone.iter().all(|k| swept(k, m)),
+                    "step {step}: {op:?} dropped a kept key"
+                );
+                if let Some(next) = next {
+                    assert!(
+                        next > at && model.contains_key(&next),
+                        "step {step}: {op:?} next {next}"
+                    );
+                    assert!(
+                        gone.iter().all(|k| *k < next),
+                        "step {step}: {op:?} swept past next"
+                    );
+                }
+                if let (Some(lo), Some(hi)) = (gone.first(), gone.last()) {
+                    assert!(
+                        model
+                            .range(lo..=hi)
+                            .all(|(k, _)| !swept(k, m) || !tree.contains_key(k)),
+                        "step {step}: {op:?} left a droppable key inside the swept leaf"
+                    );
+                }
+                for k in gone {
+                    model.remove(&k);
+                }
+            }
+            Op::SweepAll(m) => {
+                let mut at = tree.first().map(|(k, _)| k);
+                let mut steps = 0;
+                while let Some(k) = at {
+                    let (_, next) = tree.sweep_leaf(&k, |k, _| swept(k, m));
+                    assert!(
+                        next.is_none_or(|n| n > k),
+                        "step {step}: the walk goes forward"
+                    );
+                    at = next;
+                    steps += 1;
+                    assert!(steps <= model.len() + 1, "step {step}: the walk ends");
+                }
+                model.retain(|k, _| !swept(k, m));
             }
         }
         tree.check_invariants();

@@ -21,7 +21,7 @@ use crate::engine::backward::index::BackwardIndex;
 use crate::engine::error::{EngineError, Result};
 use crate::engine::forward::index::{IndexedRecord, RingIndex};
 use crate::engine::grace::{GraceReader, Section};
-use crate::engine::map::version_index::{Want, ZERO_LOC};
+use crate::engine::map::version_index::ZERO_LOC;
 use crate::engine::ondisk::forward_block::RecordBody;
 use crate::engine::point::{At, Point, PointKind};
 use crate::engine::state::VolumeState;
@@ -194,23 +194,22 @@ impl Reader {
                 let fwd = &mut self.fwd;
                 for (ring, reader) in self.rings.iter_mut().enumerate() {
                     reader.read(|ix| {
-                        ix.map()
-                            .query(lba, n, Want::NewestIn { above: m, max }, |c| {
-                                for i in 0..c.n {
-                                    let slot = &mut fwd[(c.lba + i - lba) as usize];
-                                    if slot.1 == Src::None || c.version > slot.0 {
-                                        let src = if c.loc == ZERO_LOC {
-                                            Src::Zero
-                                        } else {
-                                            Src::Fwd {
-                                                ring: ring as u16,
-                                                pos: c.loc + i,
-                                            }
-                                        };
-                                        *slot = (c.version, src);
-                                    }
+                        ix.query(lba, n, m, max, |c| {
+                            for i in 0..c.n {
+                                let slot = &mut fwd[(c.lba + i - lba) as usize];
+                                if slot.1 == Src::None || c.version > slot.0 {
+                                    let src = if c.loc == ZERO_LOC {
+                                        Src::Zero
+                                    } else {
+                                        Src::Fwd {
+                                            ring: ring as u16,
+                                            pos: c.loc + i,
+                                        }
+                                    };
+                                    *slot = (c.version, src);
                                 }
-                            })
+                            }
+                        })
                     });
                 }
                 m

@@ -161,6 +161,26 @@ impl<K: Copy + Ord, V: Copy> Leaf<K, V> {
         value
     }
 
+    /// Drops the entries for which `drop` is true, keeping the others in
+    /// order; returns the first dropped entry, if any, and how many went.
+    fn retain(&mut self, mut drop: impl FnMut(&K, &V) -> bool) -> (Option<(K, V)>, usize) {
+        let n = self.len();
+        let mut kept = 0;
+        let mut first = None;
+        for i in 0..n {
+            let (k, v) = (self.keys[i], self.vals[i]);
+            if drop(&k, &v) {
+                first = first.or(Some((k, v)));
+            } else {
+                self.keys[kept] = k;
+                self.vals[kept] = v;
+                kept += 1;
+            }
+        }
+        self.len = kept as u16;
+        (first, n - kept)
+    }
+
     fn set_entries(&mut self, keys: &[K], vals: &[V]) {
         let n = keys.len();
         assert!(n == vals.len() && n <= LEAF_CAP, "leaf of {n} entries");
@@ -561,6 +581,39 @@ impl<K: Copy + Ord + fmt::Debug, V: Copy + fmt::Debug> BTree<K, V> {
             self.rebalance_leaf(&mut path, leaf_id, (*key, value));
         }
         Some(value)
+    }
+
+    /// Removes, from the one leaf a search for `at` reaches, every entry for
+    /// which `drop` is true (then rebalances that leaf once, as a remove
+    /// would). Returns how many went and the first key of the next leaf in
+    /// the chain as it was before (`None` at the last leaf): calling this
+    /// again from there walks the whole tree, one bounded step at a time,
+    /// in increasing key order.
+    pub fn sweep_leaf(&mut self, at: &K, drop: impl FnMut(&K, &V) -> bool) -> (usize, Option<K>) {
+        if self.root.is_none() {
+            return (0, None);
+        }
+        let mut path = Path::new();
+        let leaf_id = self.descend_recording(at, &mut path);
+        let next_id = self.leaf(leaf_id).next;
+        let next = (!next_id.is_none()).then(|| self.leaf(next_id).keys[0]);
+        let leaf = self.leaf_mut(leaf_id);
+        let (first_dropped, removed) = leaf.retain(drop);
+        let remaining = leaf.len();
+        let Some(filler) = first_dropped else {
+            return (0, next);
+        };
+        self.len -= removed;
+        if path.depth == 0 {
+            if remaining == 0 {
+                self.arena.free(leaf_id);
+                (self.root, self.first, self.last) = (NodeId::NONE, NodeId::NONE, NodeId::NONE);
+                self.height = 0;
+            }
+        } else if remaining < LEAF_MIN {
+            self.rebalance_leaf(&mut path, leaf_id, filler);
+        }
+        (removed, next)
     }
 
     /// Removes every entry and gives all node memory back to the source.
@@ -1050,8 +1103,11 @@ impl<K: Copy + Ord + fmt::Debug, V: Copy + fmt::Debug> BTree<K, V> {
         }
     }
 
-    /// Leaf `leaf_id` fell below `LEAF_MIN`: take entries from the fuller
-    /// sibling, or merge with it and fix the parent.
+    /// Leaf `leaf_id` fell below `LEAF_MIN` (by one remove, or by any number
+    /// in a sweep): share entries evenly with the fuller sibling when the two
+    /// hold enough for two leaves of at least `LEAF_MIN`, else merge them
+    /// (the merged leaf holds at least the sibling's `LEAF_MIN`) and fix the
+    /// parent.
     fn rebalance_leaf(&mut self, path: &mut Path, leaf_id: NodeId, filler: (K, V)) {
         let (parent_id, slot) = path.pop().expect("a non-root leaf has a parent");
         debug_assert_eq!(self.inner(parent_id).children[slot], leaf_id);
@@ -1061,7 +1117,11 @@ impl<K: Copy + Ord + fmt::Debug, V: Copy + fmt::Debug> BTree<K, V> {
         let (left, right) = (self.leaf(left_id), self.leaf(right_id));
         s.extend(left.keys(), left.vals());
         s.extend(right.keys(), right.vals());
-        if sibling_len > LEAF_MIN {
+        debug_assert!(
+            sibling_len >= LEAF_MIN,
+            "a non-root sibling is at least half full"
+        );
+        if s.len >= 2 * LEAF_MIN {
             let sep = self.write_leaf_pair(&s, left_id, right_id, s.len / 2);
             self.inner_mut(parent_id).keys[sep_slot] = sep;
             return;

@@ -88,6 +88,8 @@ pub struct Candidate {
 pub struct VersionIndex {
     tree: BTree<u128, u64>,
     level_entries: [u64; LEVELS],
+    /// Where the next [`VersionIndex::sweep_step`] looks (`None`: the first leaf).
+    sweep_at: Option<u128>,
 }
 
 impl VersionIndex {
@@ -95,6 +97,7 @@ impl VersionIndex {
         VersionIndex {
             tree: BTree::new(source),
             level_entries: [0; LEVELS],
+            sweep_at: None,
         }
     }
 
@@ -130,6 +133,35 @@ impl VersionIndex {
             );
             self.level_entries[level as usize] -= 1;
         }
+    }
+
+    /// Removes, from one leaf of the tree, every entry whose version `dead`
+    /// is true of, and moves on to the next leaf (after the last, back to the
+    /// first). Repeated calls walk the whole map, so a caller that forgets
+    /// versions in bulk (see the forward ring index) pays a bounded step per
+    /// call instead of a tree search per entry. Returns how many went.
+    pub fn sweep_step(&mut self, dead: impl Fn(u64) -> bool) -> usize {
+        let Some(at) = self.sweep_at.or_else(|| self.tree.first().map(|(k, _)| k)) else {
+            return 0;
+        };
+        let level_entries = &mut self.level_entries;
+        let (removed, next) = self.tree.sweep_leaf(&at, |k, _| {
+            let (level, _, version) = split_key(*k);
+            let gone = dead(version);
+            if gone {
+                level_entries[level as usize] -= 1;
+            }
+            gone
+        });
+        self.sweep_at = next;
+        removed
+    }
+
+    /// Forgets every entry and gives the node memory back.
+    pub fn clear(&mut self) {
+        self.tree.clear();
+        self.level_entries = [0; LEVELS];
+        self.sweep_at = None;
     }
 
     /// Calls `found` with every candidate for blocks `[lba, lba + n)`.
@@ -303,6 +335,38 @@ mod tests {
                         prop_assert_eq!(got[b as usize], expect, "block {} want {:?}", block, want);
                     }
                 }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Sweeping the versions at or below a bound leaves the map equal,
+        /// query for query, to one where those extents were removed one by one.
+        #[test]
+        fn sweeping_equals_removing(
+            extents in proptest::collection::vec((0u64..300, 1u64..40), 1..200),
+            dead_below in 0usize..220,
+        ) {
+            let (mut removed, mut swept) = (index(), index());
+            for (v, (lba, n)) in extents.iter().enumerate() {
+                removed.insert(*lba, *n, v as u64, 100 * v as u64);
+                swept.insert(*lba, *n, v as u64, 100 * v as u64);
+            }
+            for (v, (lba, n)) in extents.iter().enumerate().take(dead_below) {
+                removed.remove(*lba, *n, v as u64);
+            }
+            let dead = |v: u64| (v as usize) < dead_below;
+            // One walk over every leaf, plus the step that wraps around.
+            let leaves = swept.entries() + 1;
+            for _ in 0..leaves {
+                swept.sweep_step(dead);
+            }
+            prop_assert_eq!(swept.entries(), removed.entries());
+            prop_assert_eq!(swept.level_entries, removed.level_entries);
+            swept.tree.check_invariants();
+            for want in [Want::NewestIn { above: 0, max: u64::MAX }, Want::OldestFrom { min: 0 }] {
+                prop_assert_eq!(resolve(&swept, 0, 340, want), resolve(&removed, 0, 340, want));
             }
         }
     }
