@@ -468,7 +468,7 @@ impl Reader {
                 ),
                 _ => (0, 0),
             };
-            (gens.len() as u64, b.map().memory_bytes(), desc, data)
+            (gens.len() as u64, b.map_memory_bytes(), desc, data)
         })
     }
 

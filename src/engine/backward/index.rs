@@ -6,12 +6,20 @@
 //! changed. The contents of block `b` at a retained point `p` older than the
 //! mirror are in the *oldest* generation with point >= p that saved `b`
 //! (nothing changed `b` between `p` and that generation's point), or in the
-//! mirror when none did. Invariant: the map holds exactly the extents of the
-//! generations in `generations`, with version = generation point; expiring a
-//! generation never changes what a younger point resolves to.
+//! mirror when none did. Invariant: the map holds the extents of the
+//! generations in `generations`, with version = generation point, plus
+//! `stale` entries of expired generations (version < `dead_below`, below
+//! every retained point) that no query returns; expiring a generation never
+//! changes what a younger point resolves to.
+//!
+//! Expiry does not search the map for each extent it drops: it raises
+//! `dead_below` and sweeps one leaf of the map per four entries dropped, as
+//! the forward ring index does with truncation (see
+//! `crate::engine::forward::index`): stale entries stay below about a third
+//! of the live ones.
 
 use crate::engine::map::arena::ChunkSource;
-use crate::engine::map::version_index::{Candidate, VersionIndex, Want};
+use crate::engine::map::version_index::{canonical_nodes, Candidate, VersionIndex, Want};
 use crate::engine::ondisk::generation::GenerationRecord;
 use crate::engine::point::{MarkerKind, Point, PointKind};
 use crate::engine::twin::Absorb;
@@ -96,7 +104,14 @@ pub struct BackwardIndex {
     by_label: HashMap<String, BTreeSet<u64>>,
     mirror: MirrorPoint,
     map: VersionIndex,
+    /// Every map entry with a version below this belongs to an expired generation.
+    dead_below: u64,
+    /// Map entries of expired generations not yet swept.
+    stale: usize,
 }
+
+/// Map entries an expiry makes stale per leaf it sweeps (see the module documentation).
+const STALE_PER_SWEPT_LEAF: usize = 4;
 
 impl BackwardIndex {
     pub fn new(mirror: MirrorPoint, chunks: Arc<dyn ChunkSource>) -> Self {
@@ -106,6 +121,8 @@ impl BackwardIndex {
             by_label: HashMap::new(),
             mirror,
             map: VersionIndex::new(chunks),
+            dead_below: 0,
+            stale: 0,
         }
     }
 
@@ -142,9 +159,19 @@ impl BackwardIndex {
             .and_then(|seq| self.generations.get(seq))
     }
 
-    /// The versioned map (version = generation point, location = backward data position).
-    pub fn map(&self) -> &VersionIndex {
-        &self.map
+    /// Bytes of map node memory reserved (stale entries included).
+    pub fn map_memory_bytes(&self) -> usize {
+        self.map.memory_bytes()
+    }
+
+    /// Map entries of retained generations.
+    pub fn live_entries(&self) -> usize {
+        self.map.entries() - self.stale
+    }
+
+    /// Map entries of expired generations still waiting for a sweep.
+    pub fn stale_entries(&self) -> usize {
+        self.stale
     }
 
     /// Calls `found` with every candidate for blocks `[lba, lba + n)` among
@@ -158,6 +185,7 @@ impl BackwardIndex {
         if self.generations.range(min..).next().is_none() {
             return;
         }
+        let min = min.max(self.dead_below);
         self.map.query(lba, n, Want::OldestFrom { min }, found);
     }
 }
@@ -167,6 +195,11 @@ impl Absorb<BackwardOp> for BackwardIndex {
         match op {
             BackwardOp::Add(g) => {
                 let point = g.record.point_seq;
+                assert!(
+                    point >= self.dead_below,
+                    "generation point {point} added below an expired one ({})",
+                    self.dead_below
+                );
                 if let Some((&newest, _)) = self.generations.last_key_value() {
                     assert!(
                         point > newest,
@@ -199,8 +232,24 @@ impl Absorb<BackwardOp> for BackwardIndex {
                             }
                         }
                     }
-                    for x in &g.record.extents {
-                        self.map.remove(x.lba, u64::from(x.nblocks), *point);
+                    let dropped: usize = g
+                        .record
+                        .extents
+                        .iter()
+                        .map(|x| canonical_nodes(x.lba, u64::from(x.nblocks)).count())
+                        .sum();
+                    self.stale += dropped;
+                    self.dead_below = point.saturating_add(1);
+                    if self.generations.is_empty() {
+                        self.map.clear();
+                        self.stale = 0;
+                        return;
+                    }
+                    let dead_below = self.dead_below;
+                    let mut leaves = dropped.div_ceil(STALE_PER_SWEPT_LEAF);
+                    while leaves > 0 && self.stale > 0 {
+                        self.stale -= self.map.sweep_step(|version| version < dead_below);
+                        leaves -= 1;
                     }
                 }
             }
@@ -209,5 +258,114 @@ impl Absorb<BackwardOp> for BackwardIndex {
                 self.mirror = m.clone();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::map::arena::HeapChunks;
+    use crate::engine::ondisk::generation::UndoExtent;
+
+    fn generation(point: u64, extents: Vec<UndoExtent>) -> Arc<Generation> {
+        Arc::new(Generation {
+            record: GenerationRecord {
+                id: point,
+                point_seq: point,
+                point_time_ns: point,
+                point_marker: None,
+                point_label: None,
+                target_seq: point + 1,
+                change_records: extents.len() as u64,
+                data_start: 0,
+                data_end: 0,
+                extents,
+            },
+            desc_pos: 0,
+            desc_blocks: 1,
+        })
+    }
+
+    /// Generations added and expired oldest first: every query answers as a
+    /// scan of the retained generations would, and the sweep keeps stale
+    /// entries to a fraction of the live ones.
+    #[test]
+    fn expiry_by_sweeping_stays_exact_and_bounded() {
+        let mirror = MirrorPoint {
+            seq: 0,
+            time_ns: 0,
+            marker: None,
+            label: None,
+        };
+        let mut ix = BackwardIndex::new(mirror, Arc::new(HeapChunks::default()));
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        let (window, blocks) = (300u64, 5_000u64);
+        let mut worst = 0f64;
+        // Point 0 is a real point (the first sync's): nothing is dead before an expiry.
+        for point in 0..4_000u64 {
+            // A generation's extents are disjoint (they are one sync's net change).
+            let mut starts: Vec<u64> = (0..1 + random(12))
+                .map(|_| random(blocks / 8) * 8)
+                .collect();
+            starts.sort_unstable();
+            starts.dedup();
+            let extents = starts
+                .iter()
+                .zip(0..)
+                .map(|(&lba, i)| UndoExtent {
+                    lba,
+                    nblocks: 1 + random(6) as u32,
+                    data_pos: point * 100 + i,
+                })
+                .collect();
+            ix.absorb(&BackwardOp::Add(generation(point, extents)));
+            if point >= window {
+                ix.absorb(&BackwardOp::Remove(point - window));
+            }
+            let live: usize = ix
+                .generations()
+                .values()
+                .flat_map(|g| &g.record.extents)
+                .map(|x| canonical_nodes(x.lba, u64::from(x.nblocks)).count())
+                .sum();
+            assert_eq!(ix.live_entries(), live, "point {point}");
+            if point > 4 * window {
+                worst = worst.max(ix.stale_entries() as f64 / live as f64);
+            }
+            if point % 97 == 0 {
+                let oldest = *ix.generations().keys().next().unwrap();
+                for _ in 0..100 {
+                    let lba = random(blocks);
+                    let min = oldest.saturating_sub(window) + random(2 * window);
+                    let mut got: Option<(u64, u64)> = None;
+                    ix.query_from(lba, 1, min, |c| {
+                        if got.is_none_or(|(v, _)| c.version < v) {
+                            got = Some((c.version, c.loc));
+                        }
+                    });
+                    let expect = ix.generations().range(min..).find_map(|(&p, g)| {
+                        g.record.extents.iter().find_map(|x| {
+                            let run = x.lba..x.lba + u64::from(x.nblocks);
+                            run.contains(&lba).then(|| (p, x.data_pos + lba - x.lba))
+                        })
+                    });
+                    assert_eq!(got, expect, "block {lba} from point {min}");
+                }
+            }
+        }
+        assert!(
+            worst < 0.5,
+            "stale entries reached {worst:.2} of the live ones"
+        );
+        for point in 4_000 - window..4_000 {
+            ix.absorb(&BackwardOp::Remove(point));
+        }
+        assert_eq!((ix.live_entries(), ix.stale_entries()), (0, 0));
     }
 }
