@@ -110,9 +110,6 @@ pub struct BackwardIndex {
     stale: usize,
 }
 
-/// Map entries an expiry makes stale per leaf it sweeps (see the module documentation).
-const STALE_PER_SWEPT_LEAF: usize = 4;
-
 impl BackwardIndex {
     pub fn new(mirror: MirrorPoint, chunks: Arc<dyn ChunkSource>) -> Self {
         BackwardIndex {
@@ -246,11 +243,9 @@ impl Absorb<BackwardOp> for BackwardIndex {
                         return;
                     }
                     let dead_below = self.dead_below;
-                    let mut leaves = dropped.div_ceil(STALE_PER_SWEPT_LEAF);
-                    while leaves > 0 && self.stale > 0 {
-                        self.stale -= self.map.sweep_step(|version| version < dead_below);
-                        leaves -= 1;
-                    }
+                    self.stale = self
+                        .map
+                        .sweep_after_drop(dropped, self.stale, |version| version < dead_below);
                 }
             }
             BackwardOp::SetMirror(m) => {

@@ -57,9 +57,6 @@ pub struct RingIndex {
     stale: usize,
 }
 
-/// Map entries a truncation makes stale per leaf it sweeps (see the module documentation).
-const STALE_PER_SWEPT_LEAF: usize = 4;
-
 impl RingIndex {
     pub fn new(ring: u16, chunks: Arc<dyn ChunkSource>) -> Self {
         RingIndex {
@@ -229,11 +226,9 @@ impl Absorb<RingOp> for RingIndex {
                     return;
                 }
                 let truncated = self.truncated;
-                let mut leaves = dropped.div_ceil(STALE_PER_SWEPT_LEAF);
-                while leaves > 0 && self.stale > 0 {
-                    self.stale -= self.map.sweep_step(|version| version <= truncated);
-                    leaves -= 1;
-                }
+                self.stale = self
+                    .map
+                    .sweep_after_drop(dropped, self.stale, |version| version <= truncated);
             }
         }
     }
