@@ -261,6 +261,8 @@ mod tests {
     use super::*;
     use crate::engine::map::arena::HeapChunks;
     use crate::engine::ondisk::generation::UndoExtent;
+    use proptest::prelude::RngExt;
+    use proptest::test_runner::{RngAlgorithm, TestRng};
 
     fn generation(point: u64, extents: Vec<UndoExtent>) -> Arc<Generation> {
         Arc::new(Generation {
@@ -293,13 +295,8 @@ mod tests {
             label: None,
         };
         let mut ix = BackwardIndex::new(mirror, Arc::new(HeapChunks::default()));
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut random = move |bound: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % bound
-        };
+        let mut rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
+        let mut random = move |bound: u64| rng.random_range(0..bound);
         let (window, blocks) = (300u64, 5_000u64);
         let mut worst = 0f64;
         // Point 0 is a real point (the first sync's): nothing is dead before an expiry.

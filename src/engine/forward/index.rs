@@ -239,6 +239,8 @@ mod tests {
     use super::*;
     use crate::engine::map::arena::HeapChunks;
     use crate::engine::point::MarkerKind;
+    use proptest::prelude::RngExt;
+    use proptest::test_runner::{RngAlgorithm, TestRng};
 
     fn rec(seq: u64, lba: u64, desc_pos: u64) -> IndexedRecord {
         IndexedRecord {
@@ -261,13 +263,8 @@ mod tests {
     #[test]
     fn truncation_by_sweeping_stays_exact_and_bounded() {
         let mut ix = RingIndex::new(0, Arc::new(HeapChunks::default()));
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut random = move |bound: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % bound
-        };
+        let mut rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
+        let mut random = move |bound: u64| rng.random_range(0..bound);
         let (window, blocks) = (3000u64, 20_000u64);
         let mut worst = 0f64;
         for seq in 1..=40_000u64 {

@@ -569,17 +569,8 @@ impl<K: Copy + Ord + fmt::Debug, V: Copy + fmt::Debug> BTree<K, V> {
         let leaf = self.leaf_mut(leaf_id);
         let i = leaf.find(key).ok()?;
         let value = leaf.remove_at(i);
-        let remaining = leaf.len();
         self.len -= 1;
-        if path.depth == 0 {
-            if remaining == 0 {
-                self.arena.free(leaf_id);
-                (self.root, self.first, self.last) = (NodeId::NONE, NodeId::NONE, NodeId::NONE);
-                self.height = 0;
-            }
-        } else if remaining < LEAF_MIN {
-            self.rebalance_leaf(&mut path, leaf_id, (*key, value));
-        }
+        self.after_leaf_shrank(&mut path, leaf_id, (*key, value));
         Some(value)
     }
 
@@ -599,20 +590,11 @@ impl<K: Copy + Ord + fmt::Debug, V: Copy + fmt::Debug> BTree<K, V> {
         let next = (!next_id.is_none()).then(|| self.leaf(next_id).keys[0]);
         let leaf = self.leaf_mut(leaf_id);
         let (first_dropped, removed) = leaf.retain(drop);
-        let remaining = leaf.len();
         let Some(filler) = first_dropped else {
             return (0, next);
         };
         self.len -= removed;
-        if path.depth == 0 {
-            if remaining == 0 {
-                self.arena.free(leaf_id);
-                (self.root, self.first, self.last) = (NodeId::NONE, NodeId::NONE, NodeId::NONE);
-                self.height = 0;
-            }
-        } else if remaining < LEAF_MIN {
-            self.rebalance_leaf(&mut path, leaf_id, filler);
-        }
+        self.after_leaf_shrank(&mut path, leaf_id, filler);
         (removed, next)
     }
 
@@ -1100,6 +1082,22 @@ impl<K: Copy + Ord + fmt::Debug, V: Copy + fmt::Debug> BTree<K, V> {
             (Some(left), _) if left_len >= right_len => (left, node, slot - 1, left_len),
             (_, Some(right)) => (node, right, slot, right_len),
             _ => panic!("inner node {parent_id:?} has a single child"),
+        }
+    }
+
+    /// Entries left leaf `leaf_id` (reached along `path`; `filler` is any
+    /// entry, for scratch space): free it if it is the root and empty,
+    /// rebalance it if it is not the root and fell below `LEAF_MIN`.
+    fn after_leaf_shrank(&mut self, path: &mut Path, leaf_id: NodeId, filler: (K, V)) {
+        let remaining = self.leaf(leaf_id).len();
+        if path.depth == 0 {
+            if remaining == 0 {
+                self.arena.free(leaf_id);
+                (self.root, self.first, self.last) = (NodeId::NONE, NodeId::NONE, NodeId::NONE);
+                self.height = 0;
+            }
+        } else if remaining < LEAF_MIN {
+            self.rebalance_leaf(path, leaf_id, filler);
         }
     }
 
