@@ -221,7 +221,7 @@ impl Pump {
                 submitted += 1;
                 self.submitted += 1;
                 if let Some(v) = volume {
-                    if (self.submitted * self.write_blocks) % (16 * MIB / BS) == 0 {
+                    if (self.submitted * self.write_blocks).is_multiple_of(16 * MIB / BS) {
                         self.max_fill = self.max_fill.max(ring_fill(v));
                     }
                 }

@@ -9,6 +9,7 @@
 
 #![warn(missing_debug_implementations)]
 
+pub mod checksum;
 pub mod cli;
 pub mod device;
 pub mod engine;

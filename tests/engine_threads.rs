@@ -104,7 +104,7 @@ fn writers_readers_and_syncs_on_several_threads() {
                 let mut count = 0;
                 while !done.load(Ordering::Acquire) || count < 50 {
                     let lba = rng.next() % (BLOCKS - 16);
-                    let at = if rng.next() % 2 == 0 {
+                    let at = if rng.next().is_multiple_of(2) {
                         At::Now
                     } else {
                         let points = r.points();

@@ -34,7 +34,7 @@ enum Op {
 }
 
 fn swept(k: &u128, m: u8) -> bool {
-    k % u128::from(m) == 0
+    k.is_multiple_of(u128::from(m))
 }
 
 fn bound(keys: u128) -> impl Strategy<Value = Bound<u128>> {

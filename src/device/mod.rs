@@ -227,9 +227,9 @@ pub fn check_request(info: &DeviceInfo, request: &IoRequest) -> Result<(), Devic
     let block = u64::from(info.block_size);
     let len = u64::from(request.len);
     if len == 0
-        || request.offset % block != 0
+        || !request.offset.is_multiple_of(block)
         || len % block != 0
-        || (request.ptr as usize) % info.block_size as usize != 0
+        || !(request.ptr as usize).is_multiple_of(info.block_size as usize)
     {
         return Err(DeviceError::Misaligned {
             offset: request.offset,

@@ -174,7 +174,7 @@ fn checked_len(size_bytes: u64, block_size: u32) -> Result<usize, DeviceError> {
             "RAM device block size {block_size} is neither 512 nor 4096"
         )));
     }
-    if size_bytes == 0 || size_bytes % u64::from(block_size) != 0 {
+    if size_bytes == 0 || !size_bytes.is_multiple_of(u64::from(block_size)) {
         return Err(DeviceError::Invalid(format!(
             "RAM device size {size_bytes} is not a positive multiple of the {block_size}-byte block size"
         )));
@@ -209,7 +209,7 @@ impl Device for RamDevice {
         } else {
             ""
         };
-        if size % (1 << 20) == 0 {
+        if size.is_multiple_of(1 << 20) {
             format!("ram {} MiB{pages}", size >> 20)
         } else {
             format!("ram {size} bytes{pages}")

@@ -255,7 +255,7 @@ impl Reader {
         tag: u64,
     ) -> std::result::Result<(), (EngineError, AlignedBuf)> {
         let bs = self.state.layout.geometry.bs();
-        if buf.len() as u64 % bs != 0 {
+        if !(buf.len() as u64).is_multiple_of(bs) {
             let e = EngineError::BufferSize {
                 len: buf.len(),
                 nblocks: (buf.len() as u64 / bs) as u32,

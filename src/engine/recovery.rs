@@ -365,7 +365,7 @@ fn scan_ring(
                 }
                 let mut data = AlignedBuf::zeroed(n as usize * bs);
                 q.read(layout.ring_data_byte(ring, data_pos), &mut data)?;
-                if crc32c::crc32c(&data) != data_crc {
+                if crate::checksum::crc32c(&data) != data_crc {
                     intact = false;
                     break;
                 }

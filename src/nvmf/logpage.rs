@@ -41,7 +41,7 @@ impl LogRangeError {
 /// Fills `out` (the host's NUMD window) with `page` from byte `lpo`: the
 /// bytes that exist, then zeros. Returns how many came from `page`.
 pub fn copy_window(page: &[u8], lpo: u64, out: &mut [u8]) -> Result<usize, LogRangeError> {
-    if lpo % 4 != 0 {
+    if !lpo.is_multiple_of(4) {
         return Err(LogRangeError::Unaligned(lpo));
     }
     let start = usize::try_from(lpo)

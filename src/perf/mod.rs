@@ -81,7 +81,7 @@ fn prepare_and_run(cfg: &PerfConfig, ctrl: &mut Controller) -> Result<PerfReport
             cfg.nsid
         )));
     }
-    if cfg.block_size % lba != 0 {
+    if !cfg.block_size.is_multiple_of(lba) {
         return Err(target(format!(
             "--bs {} is not a multiple of the namespace's {lba}-byte blocks",
             cfg.block_size
@@ -109,7 +109,7 @@ fn prepare_and_run(cfg: &PerfConfig, ctrl: &mut Controller) -> Result<PerfReport
             cfg.offset
         )));
     }
-    if cfg.offset % u64::from(lba) != 0 {
+    if !cfg.offset.is_multiple_of(u64::from(lba)) {
         return Err(target(format!(
             "--offset {} is not a multiple of the {lba}-byte blocks",
             cfg.offset

@@ -188,7 +188,7 @@ impl PerfConfig {
         if !self.verify && self.time.is_zero() {
             return bad("--time must be positive".into());
         }
-        if self.offset % u64::from(self.block_size) != 0 {
+        if !self.offset.is_multiple_of(u64::from(self.block_size)) {
             return bad(format!(
                 "--offset {} is not a multiple of --bs {}",
                 self.offset, self.block_size

@@ -734,7 +734,7 @@ impl RingWriter {
                             lba,
                             nblocks,
                             data_pos,
-                            data_crc: crc32c::crc32c(&buf),
+                            data_crc: crate::checksum::crc32c(&buf),
                         },
                         Some(buf),
                     )

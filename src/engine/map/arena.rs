@@ -64,7 +64,7 @@ impl HeapChunks {
     /// small chunks suit many small maps and tests.
     pub fn with_chunk_bytes(chunk_bytes: usize) -> Self {
         assert!(
-            chunk_bytes > 0 && chunk_bytes % CHUNK_ALIGN == 0,
+            chunk_bytes > 0 && chunk_bytes.is_multiple_of(CHUNK_ALIGN),
             "HeapChunks: chunk size {chunk_bytes} is not a positive multiple of {CHUNK_ALIGN}"
         );
         HeapChunks {
@@ -344,7 +344,7 @@ impl<T> NodeArena<T> {
             panic!("NodeArena: chunk source {:?} is out of memory", self.source)
         });
         assert!(
-            (ptr.as_ptr() as usize) % CHUNK_ALIGN == 0,
+            (ptr.as_ptr() as usize).is_multiple_of(CHUNK_ALIGN),
             "ChunkSource contract: chunk {ptr:p} is not {CHUNK_ALIGN}-aligned"
         );
         self.chunks.push(ptr);

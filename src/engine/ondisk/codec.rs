@@ -92,9 +92,9 @@ impl<'a> Decoder<'a> {
 
 /// crc32c of `buf` with the 4 bytes at `crc_at` treated as zero.
 pub fn crc_skipping(buf: &[u8], crc_at: usize) -> u32 {
-    let head = crc32c::crc32c(&buf[..crc_at]);
-    let zero = crc32c::crc32c_append(head, &[0u8; 4]);
-    crc32c::crc32c_append(zero, &buf[crc_at + 4..])
+    let head = crate::checksum::crc32c(&buf[..crc_at]);
+    let zero = crate::checksum::crc32c_append(head, &[0u8; 4]);
+    crate::checksum::crc32c_append(zero, &buf[crc_at + 4..])
 }
 
 /// Stamps the crc of `buf` at `crc_at`.

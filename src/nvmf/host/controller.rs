@@ -416,7 +416,7 @@ impl<T: Transport> Controller<T> {
         buf: &mut [u8],
     ) -> Result<(), HostError> {
         self.tick()?;
-        if buf.is_empty() || buf.len() % 4 != 0 || lpo % 4 != 0 {
+        if buf.is_empty() || !buf.len().is_multiple_of(4) || !lpo.is_multiple_of(4) {
             return Err(invalid(
                 "log page length and offset must be non-zero multiples of 4",
             ));

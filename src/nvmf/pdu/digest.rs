@@ -7,12 +7,12 @@
 
 /// Digest of a PDU header (the HLEN bytes before the HDGST field).
 pub fn header_digest(header: &[u8]) -> u32 {
-    crc32c::crc32c(header)
+    crate::checksum::crc32c(header)
 }
 
 /// Digest of PDU data held in one slice.
 pub fn data_digest(data: &[u8]) -> u32 {
-    crc32c::crc32c(data)
+    crate::checksum::crc32c(data)
 }
 
 /// Digest of PDU data that arrives in pieces.
@@ -26,7 +26,7 @@ impl DataDigest {
         DataDigest { crc: 0 }
     }
     pub fn update(&mut self, piece: &[u8]) {
-        self.crc = crc32c::crc32c_append(self.crc, piece);
+        self.crc = crate::checksum::crc32c_append(self.crc, piece);
     }
     pub const fn finish(&self) -> u32 {
         self.crc

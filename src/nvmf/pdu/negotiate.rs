@@ -194,7 +194,7 @@ pub fn accept_ic_resp(sent: &IcReq, resp: &IcResp) -> Result<Negotiated, PduErro
             dgst_byte(resp.hdgst, resp.ddgst).into(),
         ));
     }
-    if resp.maxh2cdata % 4 != 0 || resp.maxh2cdata < MIN_MAXH2CDATA {
+    if !resp.maxh2cdata.is_multiple_of(4) || resp.maxh2cdata < MIN_MAXH2CDATA {
         return Err(unsupported(
             "MAXH2CDATA",
             IcResp::MAXH2CDATA_OFFSET,

@@ -122,12 +122,12 @@ fn capsule_and_data_pdus_match_nvme_tcp_h_layout() {
     assert_eq!(&out[8..72], sqe().raw());
     assert_eq!(
         u32::from_le_bytes(out[72..76].try_into().unwrap()),
-        crc32c::crc32c(&out[..72])
+        crate::checksum::crc32c(&out[..72])
     );
     assert_eq!(&out[76..588], &data);
     assert_eq!(
         u32::from_le_bytes(out[588..592].try_into().unwrap()),
-        crc32c::crc32c(&data)
+        crate::checksum::crc32c(&data)
     );
 
     // struct nvme_tcp_data_pdu: command_id 8, ttag 10, data_offset 12, data_length 16

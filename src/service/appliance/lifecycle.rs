@@ -194,7 +194,7 @@ impl Appliance {
                 "block_size {block_size}: use 512 or 4096"
             )));
         }
-        if size_bytes == 0 || size_bytes % u64::from(block_size) != 0 {
+        if size_bytes == 0 || !size_bytes.is_multiple_of(u64::from(block_size)) {
             return Err(ApplianceError::InvalidParams(format!(
                 "size {size_bytes}: a positive multiple of the block size {block_size}"
             )));
