@@ -127,6 +127,10 @@ pub struct RingWriter {
     done: VecDeque<WriteCompletion>,
     io: Vec<IoCompletion>,
     spare_desc: Vec<AlignedBuf>,
+    /// Emptied entry lists of retired batches, reused so a batch allocates nothing.
+    spare_entries: Vec<Vec<Entry>>,
+    /// Scratch of `pump`: the data position of each request of the next batch.
+    positions: Vec<Option<u64>>,
     failed: Option<EngineError>,
     next_internal_tag: u64,
     /// Blocking requests whose caller gave up waiting: their completions are dropped.
@@ -210,6 +214,8 @@ impl RingWriter {
             done: VecDeque::new(),
             io: Vec::with_capacity(depth),
             spare_desc,
+            spare_entries: Vec::new(),
+            positions: Vec::new(),
             failed,
             next_internal_tag: RESERVED_TAGS,
             abandoned: Vec::new(),
@@ -306,7 +312,7 @@ impl RingWriter {
             if buf.is_empty() {
                 return Err(EngineError::ZeroLength);
             }
-            if buf.len() % bs as usize != 0 {
+            if !buf.len().is_multiple_of(bs as usize) {
                 return Err(EngineError::BufferSize {
                     len: buf.len(),
                     nblocks: (buf.len() / bs as usize) as u32,
@@ -618,10 +624,10 @@ impl RingWriter {
             .front()
             .is_some_and(|b| b.state == BatchState::Appended)
         {
-            let Some(b) = self.batches.pop_front() else {
+            let Some(mut b) = self.batches.pop_front() else {
                 break;
             };
-            for e in b.entries {
+            for e in b.entries.drain(..) {
                 match e.record.body {
                     RecordBody::Marker { .. } => {
                         self.awaiting_stable.push_back((e.record.seq, e.tag))
@@ -634,6 +640,7 @@ impl RingWriter {
                     }),
                 }
             }
+            self.spare_entries.push(b.entries);
             self.spare_desc.push(b.desc_buf);
         }
         let slot = &self.state.rings[usize::from(self.ring)];
@@ -645,8 +652,8 @@ impl RingWriter {
         slot.low.store(low, Ordering::SeqCst);
     }
 
-    fn retire_failed(&mut self, b: Batch, err: &EngineError) {
-        for e in b.entries {
+    fn retire_failed(&mut self, mut b: Batch, err: &EngineError) {
+        for e in b.entries.drain(..) {
             self.done.push_back(WriteCompletion {
                 tag: e.tag,
                 result: Err(err.clone()),
@@ -654,6 +661,7 @@ impl RingWriter {
                 buf: e.buf,
             });
         }
+        self.spare_entries.push(b.entries);
         self.spare_desc.push(b.desc_buf);
     }
 
@@ -675,7 +683,8 @@ impl RingWriter {
             }
             // How many waiting requests fit one block, the data area and the queue?
             let mut data = self.data;
-            let mut positions: Vec<Option<u64>> = Vec::new();
+            let mut positions = std::mem::take(&mut self.positions);
+            positions.clear();
             let mut ios = 1usize;
             for r in self.waiting.iter().take(entries_per_block) {
                 match &r.work {
@@ -697,13 +706,15 @@ impl RingWriter {
                 if positions.is_empty() {
                     self.state.signal_fill();
                 }
+                self.positions = positions;
                 return;
             }
-            self.issue(positions, data);
+            self.issue(&positions, data);
+            self.positions = positions;
         }
     }
 
-    fn issue(&mut self, positions: Vec<Option<u64>>, data: Option<Circular>) {
+    fn issue(&mut self, positions: &[Option<u64>], data: Option<Circular>) {
         let take = positions.len();
         let slot = &self.state.rings[usize::from(self.ring)];
         if slot.low.load(Ordering::SeqCst) == IDLE {
@@ -720,8 +731,13 @@ impl RingWriter {
         self.data = data;
         let id = self.next_batch;
         self.next_batch += 1;
-        let mut entries = Vec::with_capacity(take);
-        for (i, pos) in positions.into_iter().enumerate() {
+        let mut entries = self.spare_entries.pop().unwrap_or_default();
+        debug_assert!(
+            entries.is_empty(),
+            "spare entry lists are emptied when retired"
+        );
+        entries.reserve(take);
+        for (i, pos) in positions.iter().copied().enumerate() {
             let Some(r) = self.waiting.pop_front() else {
                 break;
             };
@@ -757,15 +773,14 @@ impl RingWriter {
             .spare_desc
             .pop()
             .unwrap_or_else(|| AlignedBuf::zeroed(bs));
-        let records: Vec<ForwardRecord> = entries.iter().map(|e| e.record.clone()).collect();
-        forward_block::encode(
+        forward_block::encode_each(
             &mut desc_buf,
             BlockIdentity {
                 ring: self.ring,
                 pos: desc_pos,
                 uuid: &self.state.uuid,
             },
-            &records,
+            entries.iter().map(|e| &e.record),
         );
         let mut batch = Batch {
             id,

@@ -71,26 +71,42 @@ pub struct BlockIdentity<'a> {
 
 /// Encodes `records` into one descriptor block.
 pub fn encode(out: &mut [u8], id: BlockIdentity<'_>, records: &[ForwardRecord]) {
+    encode_each(out, id, records.iter());
+}
+
+/// [`encode`] of records the caller holds inside other structures (the ring
+/// writer's batch entries), so nothing is cloned into a slice first.
+pub fn encode_each<'r>(
+    out: &mut [u8],
+    id: BlockIdentity<'_>,
+    records: impl ExactSizeIterator<Item = &'r ForwardRecord>,
+) {
     let capacity = (out.len() - HEADER_BYTES) / ENTRY_BYTES;
+    let count = records.len();
     assert!(
-        !records.is_empty() && records.len() <= capacity,
-        "{} records for a block of {capacity}",
-        records.len()
-    );
-    assert!(
-        records.windows(2).all(|w| w[0].seq < w[1].seq),
-        "records in a block must have increasing seqs"
+        count > 0 && count <= capacity,
+        "{count} records for a block of {capacity}"
     );
     out.fill(0);
     let mut e = Encoder::new(out);
     e.u32(0, MAGIC);
     e.u16(4, VERSION);
-    e.u16(6, records.len() as u16);
+    e.u16(6, count as u16);
     e.u16(8, id.ring);
     e.u64(16, id.pos);
     e.bytes(24, id.uuid);
-    e.u64(40, records[0].seq);
-    for (i, r) in records.iter().enumerate() {
+    let mut last_seq = None;
+    let mut encoded = 0;
+    for (i, r) in records.enumerate() {
+        encoded += 1;
+        assert!(
+            last_seq.is_none_or(|s| s < r.seq),
+            "records in a block must have increasing seqs"
+        );
+        if last_seq.is_none() {
+            e.u64(40, r.seq);
+        }
+        last_seq = Some(r.seq);
         let at = HEADER_BYTES + i * ENTRY_BYTES;
         e.u64(at + 8, r.seq);
         e.u64(at + 16, r.time_ns);
@@ -122,6 +138,7 @@ pub fn encode(out: &mut [u8], id: BlockIdentity<'_>, records: &[ForwardRecord]) 
             }
         }
     }
+    assert_eq!(encoded, count, "the iterator's length is its record count");
     seal(out, CRC_AT);
 }
 
