@@ -80,7 +80,8 @@ impl FaultDevice {
         config: FaultConfig,
     ) -> Result<Arc<FaultDevice>, DeviceError> {
         let inner_info = inner.info();
-        if !config.sector_size.is_power_of_two() || !inner_info.block_size.is_multiple_of(config.sector_size)
+        if !config.sector_size.is_power_of_two()
+            || !inner_info.block_size.is_multiple_of(config.sector_size)
         {
             return Err(DeviceError::Invalid(format!(
                 "fault sector size {} is not a power of two dividing the {}-byte block size",

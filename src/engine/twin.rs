@@ -13,7 +13,8 @@
 //!
 //! Invariant: the writer mutates a copy only after every reader that could be
 //! inside it has left; both copies receive exactly the same operations in the
-//! same order, so they are equal after every publish.
+//! same order. The inactive copy lags by the last publish's operations until
+//! [`TwinWriter::catch_up`] (or the next publish) replays them there.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -77,6 +78,7 @@ pub fn new<T, Op>(first: T, second: T) -> (TwinWriter<T, Op>, TwinReaders<T>) {
         pending: Vec::new(),
         lagging: Vec::new(),
         seen: vec![0; MAX_TWIN_READERS],
+        inactive_free: false,
     };
     (writer, TwinReaders { shared })
 }
@@ -90,6 +92,9 @@ pub struct TwinWriter<T, Op> {
     lagging: Vec<Op>,
     /// Reader counters sampled right after the last swap.
     seen: Vec<u64>,
+    /// Every reader inside the inactive copy at the last swap has left it
+    /// (checked once per swap: later readers only enter the active copy).
+    inactive_free: bool,
 }
 
 impl<T, Op> std::fmt::Debug for TwinWriter<T, Op> {
@@ -112,11 +117,9 @@ impl<T: Absorb<Op>, Op> TwinWriter<T, Op> {
         self.pending.len()
     }
 
-    /// Publishes queued operations if no reader can still be inside the
-    /// inactive copy; otherwise does nothing and returns `false` (try again on
-    /// the next poll). Never blocks.
-    pub fn try_publish(&mut self) -> bool {
-        if self.pending.is_empty() {
+    /// True once no reader can still be inside the inactive copy.
+    fn inactive_is_free(&mut self) -> bool {
+        if self.inactive_free {
             return true;
         }
         fence(Ordering::SeqCst);
@@ -127,14 +130,51 @@ impl<T: Absorb<Op>, Op> TwinWriter<T, Op> {
                 return false; // inside since before the last swap: maybe in the inactive copy
             }
         }
+        self.inactive_free = true;
+        true
+    }
+
+    /// Replays the last publish's operations on the copy readers left, if
+    /// they all have; returns whether that copy is now level with the
+    /// active one. Optional: [`Self::try_publish`] catches up itself. The
+    /// ring writer calls it between rounds, so a publish (which a write's
+    /// completion waits for) applies only its own operations. Never blocks.
+    pub fn catch_up(&mut self) -> bool {
+        if self.lagging.is_empty() {
+            return true;
+        }
+        if !self.inactive_is_free() {
+            return false;
+        }
+        let active = self.shared.active.load(Ordering::Relaxed);
+        // SAFETY: no reader is inside the inactive copy (checked above, and
+        // readers entering since the last swap use `active`); only this
+        // writer touches it.
+        let copy = unsafe { &mut *self.shared.copies[1 - active].get() };
+        for op in &self.lagging {
+            copy.absorb(op);
+        }
+        self.lagging.clear();
+        true
+    }
+
+    /// Publishes queued operations if no reader can still be inside the
+    /// inactive copy; otherwise does nothing and returns `false` (try again on
+    /// the next poll). Never blocks.
+    pub fn try_publish(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        if !self.catch_up() {
+            return false;
+        }
         let active = self.shared.active.load(Ordering::Relaxed);
         let inactive = 1 - active;
         {
-            // SAFETY: every reader that entered before the last swap has left
-            // (checked above) and later readers use `active`; only this writer
-            // touches the inactive copy.
+            // SAFETY: as in catch_up; the inactive copy now holds every
+            // operation but the pending ones.
             let copy = unsafe { &mut *self.shared.copies[inactive].get() };
-            for op in self.lagging.iter().chain(self.pending.iter()) {
+            for op in &self.pending {
                 copy.absorb(op);
             }
         }
@@ -148,7 +188,11 @@ impl<T: Absorb<Op>, Op> TwinWriter<T, Op> {
         for (i, r) in self.shared.readers[..high].iter().enumerate() {
             self.seen[i] = r.count.load(Ordering::Acquire);
         }
-        self.lagging = std::mem::take(&mut self.pending);
+        self.inactive_free = false;
+        // `lagging` is empty (caught up above): the swap hands its capacity
+        // to the next pending operations instead of allocating.
+        debug_assert!(self.lagging.is_empty());
+        std::mem::swap(&mut self.lagging, &mut self.pending);
         true
     }
 
@@ -314,6 +358,52 @@ mod tests {
         c.fetch_add(1, Ordering::SeqCst);
         assert!(w.try_publish());
         assert_eq!(r.read(|l| l.0.clone()), vec![1, 2, 3]);
+    }
+
+    /// The copy readers are not in, seen from the test (no reader is inside it).
+    fn inactive(w: &TwinWriter<Log, u64>) -> Vec<u64> {
+        let active = w.shared.active.load(Ordering::SeqCst);
+        // SAFETY: single-threaded test; only the writer mutates, and not now.
+        unsafe { (*w.shared.copies[1 - active].get()).0.clone() }
+    }
+
+    #[test]
+    fn catch_up_levels_the_copy_readers_left_and_waits_for_them() {
+        let (mut w, readers) = new::<Log, u64>(Log::default(), Log::default());
+        let mut r = readers.reader().unwrap();
+        assert!(w.catch_up(), "nothing to replay");
+        w.append(1);
+        assert!(w.try_publish());
+        assert_eq!(
+            inactive(&w),
+            Vec::<u64>::new(),
+            "the old copy lags by the publish"
+        );
+        assert!(w.catch_up());
+        assert_eq!(inactive(&w), vec![1]);
+        // A reader inside since before the next swap holds the replay back.
+        let c = &r.shared.readers[r.slot].count;
+        c.fetch_add(1, Ordering::SeqCst);
+        w.append(2);
+        assert!(w.try_publish(), "the reader entered after the last swap");
+        assert!(
+            !w.catch_up(),
+            "the reader may be in the copy that is now inactive"
+        );
+        assert_eq!(inactive(&w), vec![1]);
+        w.append(3);
+        assert!(!w.try_publish());
+        c.fetch_add(1, Ordering::SeqCst);
+        assert!(w.catch_up());
+        assert_eq!(inactive(&w), vec![1, 2]);
+        assert!(
+            w.try_publish(),
+            "after a catch-up the publish applies only its own op"
+        );
+        assert_eq!(r.read(|l| l.0.clone()), vec![1, 2, 3]);
+        assert!(w.catch_up());
+        assert_eq!(inactive(&w), vec![1, 2, 3]);
+        assert_eq!(w.read().0, vec![1, 2, 3]);
     }
 
     #[test]

@@ -130,7 +130,10 @@ impl IoBufferPool {
         buffer_bytes: usize,
         count: usize,
     ) -> Result<IoBufferPool, BufferPoolError> {
-        if buffer_bytes == 0 || !buffer_bytes.is_multiple_of(BUFFER_ALIGN) || buffer_bytes > HUGEPAGE_BYTES {
+        if buffer_bytes == 0
+            || !buffer_bytes.is_multiple_of(BUFFER_ALIGN)
+            || buffer_bytes > HUGEPAGE_BYTES
+        {
             return Err(BufferPoolError::BufferSize(buffer_bytes));
         }
         if count == 0 || count > BUFFERS_MAX {

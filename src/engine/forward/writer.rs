@@ -423,6 +423,10 @@ impl RingWriter {
                 self.fail(EngineError::Failed(m));
             }
         }
+        // Replay the last publish on the copy readers left, now that its
+        // completions have gone out, so the next publish (which the next
+        // write's completion waits for) absorbs only its own batch.
+        self.index().catch_up();
         self.pump();
         self.io.clear();
         self.queue.poll(&mut self.io);
