@@ -5,7 +5,9 @@
 #   benches/nvmf/run.sh [OUT_DIR]        (default target/bench-nvmf)
 #
 # Env: SECONDS_PER_RUN (10), WARMUP (2), SUSTAIN (60), TARGET_CORE (0),
-# PERF_CORE (1), FILE_DIR (/var/tmp; must take O_DIRECT), IDLE (busy),
+# PERF_CORE (1), SYNC_CORE (unset: the sync workers are not pinned and the
+# scheduler may run them on either core; set it to TARGET_CORE to keep all
+# of the target on one core), FILE_DIR (/var/tmp; must take O_DIRECT), IDLE (busy),
 # ROUNDS (2): the journaled and plain RAM series alternate this many times,
 # so their on/off ratio is read from neighbouring runs on a noisy machine
 # (each JSON line carries its "round").
@@ -29,6 +31,7 @@ warm=${WARMUP:-2}
 sustain=${SUSTAIN:-60}
 tcore=${TARGET_CORE:-0}
 pcore=${PERF_CORE:-1}
+score=${SYNC_CORE:-}
 filedir=${FILE_DIR:-/var/tmp}
 idle=${IDLE:-busy}
 rounds=${ROUNDS:-2}
@@ -44,6 +47,7 @@ echo "hugepages reserved: $(cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hug
   echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   echo "kernel: $(uname -r)"
+  echo "target core: $tcore, perf core: $pcore, sync core: ${score:-unpinned}, idle: $idle"
 } > "$out/machine.txt"
 
 cargo build --release --bin rewind --example tcp_floor
@@ -54,6 +58,7 @@ config() {   # config NAME DEVICE SIZE JOURNAL
 [service]
 data_dir = "$out/data"
 rpc_socket = "$out/rewind.sock"
+${score:+sync_core = $score}
 
 [[listeners]]
 address = "127.0.0.1"
