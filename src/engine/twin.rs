@@ -165,7 +165,10 @@ impl<T: Absorb<Op>, Op> TwinWriter<T, Op> {
         if self.pending.is_empty() {
             return true;
         }
-        if !self.catch_up() {
+        // catch_up checks the readers only when it has operations to replay;
+        // check here too (cached, so free) rather than rely on every swap
+        // leaving some behind.
+        if !self.catch_up() || !self.inactive_is_free() {
             return false;
         }
         let active = self.shared.active.load(Ordering::Relaxed);
