@@ -5,9 +5,10 @@
 #   benches/nvmf/run.sh [OUT_DIR]        (default target/bench-nvmf)
 #
 # Env: SECONDS_PER_RUN (10), WARMUP (2), SUSTAIN (60), TARGET_CORE (0),
-# PERF_CORE (1), SYNC_CORE (unset: the sync workers are not pinned and the
-# scheduler may run them on either core; set it to TARGET_CORE to keep all
-# of the target on one core), FILE_DIR (/var/tmp; must take O_DIRECT), IDLE (busy),
+# PERF_CORE (1), SYNC_CORE (TARGET_CORE: all of the target on one core;
+# "none" leaves the sync workers unpinned, as the runs before the sixth did,
+# and the scheduler may then run them on the load generator's core),
+# FILE_DIR (/var/tmp; must take O_DIRECT), IDLE (busy),
 # ROUNDS (2): the journaled and plain RAM series alternate this many times,
 # so their on/off ratio is read from neighbouring runs on a noisy machine
 # (each JSON line carries its "round").
@@ -31,7 +32,8 @@ warm=${WARMUP:-2}
 sustain=${SUSTAIN:-60}
 tcore=${TARGET_CORE:-0}
 pcore=${PERF_CORE:-1}
-score=${SYNC_CORE:-}
+score=${SYNC_CORE:-$tcore}
+[ "$score" = none ] && score=
 filedir=${FILE_DIR:-/var/tmp}
 idle=${IDLE:-busy}
 rounds=${ROUNDS:-2}
