@@ -11,7 +11,11 @@
 # FILE_DIR (/var/tmp; must take O_DIRECT), IDLE (busy),
 # ROUNDS (2): the journaled and plain RAM series alternate this many times,
 # so their on/off ratio is read from neighbouring runs on a noisy machine
-# (each JSON line carries its "round").
+# (each JSON line carries its "round"). PAIRS (10) and PAIR_SECONDS (2): the
+# QD1 randwrite on/off ratio again, from that many alternating short runs of
+# a journaled and a plain volume (a fresh target each); a pair's runs are
+# seconds apart, so a change of machine speed between cases moves few pairs,
+# and the median of the pairs' ratios is printed to OUT_DIR/pairs.txt.
 # Cases: 4 KiB randwrite then randread (same range, so reads hit written
 # blocks), QD1 and QD32, on a journaled RAM volume, a plain RAM namespace
 # (journaling off) and a journaled O_DIRECT file; a sustained randwrite at
@@ -37,6 +41,8 @@ score=${SYNC_CORE:-$tcore}
 filedir=${FILE_DIR:-/var/tmp}
 idle=${IDLE:-busy}
 rounds=${ROUNDS:-2}
+pairs=${PAIRS:-10}
+pair_secs=${PAIR_SECONDS:-2}
 round=1
 port=4430
 mkdir -p "$out"
@@ -153,9 +159,31 @@ stop
 cpu_case cpu-journal ram 1GiB true randwrite
 cpu_case cpu-plain ram 1GiB false randwrite
 
+# QD1 write on/off from alternating short runs (see PAIRS above).
+: > "$out/pairs.jsonl"
+for pair in $(seq 1 "$pairs"); do
+  for journal in true false; do
+    serve "pair-$journal" ram 1GiB "$journal"
+    "$bin" perf --nqn "nqn.2026-11.io.rewind:pair-$journal" --port "$port" --cores "$pcore" \
+      --json --rw randwrite --qd 1 --bs 4096 --size 256MiB --time "$pair_secs" --warmup 1 \
+      | sed "s/^{/{\"pair\":$pair,\"journal\":$journal,/" >> "$out/pairs.jsonl"
+    stop
+  done
+done
+python3 - "$out/pairs.jsonl" <<'PY' | tee "$out/pairs.txt"
+import json, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    runs.setdefault(r["pair"], {})[r["journal"]] = r["latency_us"]
+ratios = {k: [v[True][k] / v[False][k] for v in runs.values() if len(v) == 2] for k in ("mean", "p50", "p99")}
+print("QD1 randwrite journaled/plain over %d pairs: " % len(ratios["mean"]) + ", ".join(
+    "%s median %.2fx (%.2f-%.2f)" % (k, statistics.median(v), min(v), max(v)) for k, v in ratios.items()))
+PY
+
 # The floor: a bare loopback ping-pong of the same sizes.
 for mode in "" --blocking; do
   cargo run --quiet --release --example tcp_floor -- --request 4096 --reply 16 --seconds "$secs" $mode \
     | tee -a "$out/floor.txt"
 done
-echo "results: $out/results.jsonl, $out/floor.txt"
+echo "results: $out/results.jsonl, $out/pairs.txt, $out/floor.txt"
