@@ -97,8 +97,7 @@ pub fn encode_each<'r>(
     e.bytes(24, id.uuid);
     let mut last_seq = None;
     let mut encoded = 0;
-    for (i, r) in records.enumerate() {
-        encoded += 1;
+    for r in records {
         assert!(
             last_seq.is_none_or(|s| s < r.seq),
             "records in a block must have increasing seqs"
@@ -107,7 +106,8 @@ pub fn encode_each<'r>(
             e.u64(40, r.seq);
         }
         last_seq = Some(r.seq);
-        let at = HEADER_BYTES + i * ENTRY_BYTES;
+        let at = HEADER_BYTES + encoded * ENTRY_BYTES;
+        encoded += 1;
         e.u64(at + 8, r.seq);
         e.u64(at + 16, r.time_ns);
         match &r.body {
