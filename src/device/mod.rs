@@ -18,6 +18,7 @@ pub mod buf;
 mod conformance;
 pub mod fault;
 pub mod ram;
+mod stream_copy;
 pub mod uring;
 
 pub use buf::AlignedBuf;

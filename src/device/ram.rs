@@ -2,7 +2,10 @@
 //! [`Device`] contract, for tests, benchmarks and crash images.
 //!
 //! It owns the mapping (page-aligned, so 4096-aligned) and copies bytes in and
-//! out with raw pointers; a queue completes each request during `submit`, and
+//! out with raw pointers: writes and device-internal copies of a block or more
+//! with streaming stores that bypass the caches, as a DMA engine would
+//! (`stream_copy`), reads with ordinary copies, since their buffer is
+//! read next; a queue completes each request during `submit`, and
 //! the completion is returned by the next `poll`/`wait`. Nothing is cached, so
 //! a flush is a no-op and `volatile_cache` is false. Tests map lazily; the
 //! service maps its RAM volumes resident ([`RamDevice::new_resident`]:
@@ -21,6 +24,7 @@
 //! queue creation share one device mutex; queue I/O takes no lock and touches
 //! no shared word, so reactors on several cores never meet on a cache line.
 
+use super::stream_copy;
 use super::{
     check_copy, check_depth, check_request, Device, DeviceError, DeviceInfo, DeviceQueue,
     IoCompletion, IoKind, IoRequest, QueueFull,
@@ -366,7 +370,7 @@ impl RamRegion {
     unsafe fn copy_in(&self, start: usize, src: *const u8, len: usize) {
         debug_assert!(start + len <= self.len);
         // SAFETY: forwarded from this function's contract.
-        unsafe { std::ptr::copy_nonoverlapping(src, self.base().add(start), len) };
+        unsafe { stream_copy::copy(src, self.base().add(start), len) };
     }
 }
 
@@ -455,7 +459,7 @@ impl DeviceQueue for RamQueue {
         // overlap; the module's concurrency contract (no racing write to these
         // bytes) is the caller's, as for a read and a write.
         unsafe {
-            std::ptr::copy_nonoverlapping(
+            stream_copy::copy(
                 self.region.base().add(src as usize),
                 self.region.base().add(dst as usize),
                 len as usize,
