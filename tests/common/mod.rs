@@ -416,6 +416,19 @@ impl Harness {
                 Ok((p, _)) => format!("served by {}", p.seq),
                 Err(e) => e.to_string(),
             };
+            // A background sync announces a forced expiry only after the
+            // generation left the map, so the read above can see it gone
+            // before its event is sent. The worker serves a pin request only
+            // between syncs: once this one is answered, that event is out.
+            if let Ok(again) = self.volume().pin(seq) {
+                return check(false, self, || {
+                    format!(
+                        "pinned point {seq} cannot be read ({served}) yet pins again at {}",
+                        again.seq()
+                    )
+                });
+            }
+            self.drain_events()?;
             check(self.forced_expiries > forced_then, self, || {
                 format!(
                     "pinned point {seq} is gone ({served}) without a forced expiry; pins {:?}; points {:?}",
