@@ -1,8 +1,11 @@
 //! Things an operator must be told about: expiry, syncs, recovery, failure.
 //! Each is logged through `tracing` and delivered to every subscriber.
 //!
-//! Invariant: a generation disappears from `points()` only together with an
-//! [`Event::Expired`].
+//! Invariant: a generation disappears from `points()` only with an
+//! [`Event::Expired`], sent by the sync worker right after the generation left
+//! the map and before it serves any request: a reader may see the generation
+//! gone a moment before the event arrives, but the reply to any later request
+//! to the worker (a `pin`, a `sync_now`) comes after it.
 
 use super::point::Point;
 use crate::lock_audit::AuditedMutex;
@@ -15,7 +18,8 @@ pub enum Event {
     /// journal had no room (retention policy could not be honoured). Delivered
     /// at least once: it is announced before the checkpoint that makes it
     /// final, so after a crash in between the generation is back (still exact)
-    /// and is announced again when it expires again.
+    /// and is announced again when it expires again. Sent just after the
+    /// generation left `points()` (see the module invariant).
     Expired {
         generation: u64,
         point: Point,
