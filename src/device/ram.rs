@@ -2,7 +2,7 @@
 //! [`Device`] contract, for tests, benchmarks and crash images.
 //!
 //! It owns the mapping (page-aligned, so 4096-aligned) and copies bytes in and
-//! out with raw pointers: writes and device-internal copies of a block or more
+//! out with raw pointers: writes and device-internal copies of 1 KiB or more
 //! with streaming stores that bypass the caches, as a DMA engine would
 //! (`stream_copy`), reads with ordinary copies, since their buffer is
 //! read next; a queue completes each request during `submit`, and
