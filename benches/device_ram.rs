@@ -67,10 +67,13 @@ impl Mapping {
                 0,
             )
         };
-        assert!(
-            p != libc::MAP_FAILED,
-            "mmap of {len} bytes (hugetlb {hugetlb})"
-        );
+        if p == libc::MAP_FAILED && hugetlb {
+            // The device took the reserved pages: say so rather than compare
+            // hugetlb against ordinary pages silently.
+            eprintln!("device_ram: too few hugepages left for the memcpy reference; it uses ordinary pages (reserve twice the device)");
+            return Mapping::new(len, false);
+        }
+        assert!(p != libc::MAP_FAILED, "mmap of {len} bytes");
         Mapping {
             base: p.cast(),
             len,

@@ -229,7 +229,7 @@ pub fn check_request(info: &DeviceInfo, request: &IoRequest) -> Result<(), Devic
     let len = u64::from(request.len);
     if len == 0
         || !request.offset.is_multiple_of(block)
-        || len % block != 0
+        || !len.is_multiple_of(block)
         || !(request.ptr as usize).is_multiple_of(info.block_size as usize)
     {
         return Err(DeviceError::Misaligned {
